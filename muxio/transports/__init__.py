@@ -1,0 +1,1 @@
+"""Transports: TCP, UDP and KCP, all giving handlers the same Transport API."""
