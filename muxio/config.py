@@ -1,0 +1,146 @@
+"""Where settings come from, and which source wins.
+
+Backend precedence (first that is set wins):
+
+    1. API argument        Loop(backend="poll"), serve(..., backend="poll")
+    2. CLI flag            muxio serve echo --backend poll
+    3. environment         MUXIO_BACKEND=poll
+    4. config file         muxio.toml (`backend = "poll"`) or pyproject.toml [tool.muxio],
+                           searched from the current directory upward
+    5. default             auto: the best backend available here
+
+Config files: in each directory from the current one upward, `muxio.toml` is read if
+present; otherwise a `pyproject.toml` with a `[tool.muxio]` table. The search stops at
+the first directory holding a `pyproject.toml` (the project root) even without that table.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from muxio.errors import BackendUnavailableError, ConfigError, UnknownBackendError
+from muxio.pollers.registry import AUTO, BackendSpec, Features, Registry, default_registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_BACKEND = "MUXIO_BACKEND"
+CONFIG_FILE = "muxio.toml"
+PYPROJECT = "pyproject.toml"
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """Settings read from one file, with where they came from."""
+
+    path: Path
+    settings: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"[tool.muxio] in {self.path}" if self.path.name == PYPROJECT else str(self.path)
+
+
+def find_config_file(start: Path | None = None) -> ConfigFile | None:
+    """The nearest muxio.toml or [tool.muxio] table, from `start` (cwd) upward."""
+    directory = (start or Path.cwd()).resolve()
+    for folder in (directory, *directory.parents):
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return ConfigFile(candidate, _read_toml(candidate))
+        pyproject = folder / PYPROJECT
+        if pyproject.is_file():
+            tool = _read_toml(pyproject).get("tool", {})
+            section = tool.get("muxio") if isinstance(tool, dict) else None
+            if isinstance(section, dict):
+                return ConfigFile(pyproject, section)
+            return None
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix or remove it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend to use, and the source that decided it (for `muxio config`)."""
+
+    name: str
+    """Concrete backend name (never 'auto')."""
+    source: str
+    """e.g. 'API argument', '--backend', 'MUXIO_BACKEND', 'muxio.toml at …', 'auto'."""
+    requested: str
+    """What that source said ('auto' resolves to `name`)."""
+    spec: BackendSpec
+
+
+def resolve_backend(api: str | None = None, *, cli: str | None = None,
+                    env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                    registry: Registry | None = None,
+                    features: Features | None = None) -> BackendChoice:
+    """Apply the precedence above and validate the winner against the registry."""
+    registry = registry or default_registry()
+    env = os.environ if env is None else env
+    requested, source = _first_setting(api, cli, env, cwd)
+    label = _describe_source(source, requested)
+    try:
+        spec = registry.choose(requested, features)
+    except UnknownBackendError:
+        raise UnknownBackendError(
+            f"{label} is not a backend; available: "
+            f"{', '.join(registry.available_names())}") from None
+    except BackendUnavailableError as exc:
+        raise type(exc)(f"{label}: {exc}") from None
+    return BackendChoice(name=spec.name, source=source, requested=requested, spec=spec)
+
+
+def _first_setting(api: str | None, cli: str | None, env: Mapping[str, str],
+                   cwd: Path | None) -> tuple[str, str]:
+    if api is not None:
+        return _clean(api, "API argument backend"), "API argument"
+    if cli is not None:
+        return _clean(cli, "--backend"), "--backend"
+    env_value = env.get(ENV_BACKEND)
+    if env_value is not None and env_value.strip():
+        return _clean(env_value, ENV_BACKEND), ENV_BACKEND
+    config = find_config_file(cwd)
+    if config is not None and "backend" in config.settings:
+        value = config.settings["backend"]
+        if not isinstance(value, str):
+            raise ConfigError(f"backend in {config.label} must be a string, "
+                              f"got {value!r}")
+        return _clean(value, f"backend in {config.label}"), config.label
+    return AUTO, "auto"
+
+
+def _clean(value: str, where: str) -> str:
+    cleaned = value.strip()
+    if not cleaned:
+        raise ConfigError(f"{where} is empty; give a backend name or 'auto'")
+    return cleaned
+
+
+def _describe_source(source: str, requested: str) -> str:
+    if source == "API argument":
+        return f"backend={requested!r} (API argument)"
+    if source == "--backend":
+        return f"--backend {requested!r}"
+    if source == ENV_BACKEND:
+        return f"{ENV_BACKEND}={requested!r}"
+    if source == "auto":
+        return "auto"
+    return f"backend = {requested!r} in {source}"

@@ -1,0 +1,79 @@
+"""Every exception muxio raises on purpose, in one place.
+
+Each class names a situation a user can act on; messages say what to do next.
+"""
+
+from __future__ import annotations
+
+
+class MuxioError(Exception):
+    """Base class of every error muxio raises deliberately."""
+
+
+# -- configuration and backend choice ------------------------------------------------------
+
+
+class ConfigError(MuxioError, ValueError):
+    """A setting (argument, flag, environment variable or config file) is invalid."""
+
+
+class UnknownBackendError(ConfigError):
+    """A backend name that no registry entry (built-in or plugin) answers to."""
+
+
+class BackendUnavailableError(MuxioError):
+    """A known backend that cannot run here (missing OS facility, failed import...)."""
+
+
+class MissingFeatureError(BackendUnavailableError):
+    """The chosen backend lacks a feature the caller asked for (e.g. edge triggering)."""
+
+
+# -- pollers -------------------------------------------------------------------------------
+
+
+class PollerError(MuxioError):
+    """Misuse of a poller: wrong fd, wrong state."""
+
+
+class PollerClosedError(PollerError):
+    """The poller was closed; create a new one."""
+
+
+class FdAlreadyRegisteredError(PollerError):
+    """`register` on an fd that is already registered; use `modify` instead."""
+
+
+class FdNotRegisteredError(PollerError):
+    """`modify`/`unregister` on an fd that was never registered (or already unregistered)."""
+
+
+class BadFdError(PollerError):
+    """The file descriptor is closed or invalid."""
+
+
+class FdLimitError(PollerError):
+    """The backend cannot watch this fd (e.g. select and fd >= FD_SETSIZE)."""
+
+
+class UnsupportedFileError(PollerError):
+    """The OS facility refuses this kind of file (e.g. epoll and a regular file)."""
+
+
+# -- loop ----------------------------------------------------------------------------------
+
+
+class LoopError(MuxioError):
+    """Misuse of the event loop."""
+
+
+class LoopClosedError(LoopError):
+    """The loop was closed; create a new one."""
+
+
+class LoopRunningError(LoopError):
+    """The loop is already running (run calls do not nest)."""
+
+
+class LoopTimeoutError(LoopError, TimeoutError):
+    """`run_until` reached its deadline before its condition became true."""

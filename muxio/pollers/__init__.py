@@ -1,0 +1,31 @@
+"""Floor 1: pollers. One `Poller` interface over select, poll, epoll and any selector."""
+
+from muxio.pollers.base import (
+    ALL_EVENTS,
+    ERROR,
+    HUP,
+    READ,
+    WRITE,
+    Capabilities,
+    Poller,
+    PollerStatistics,
+    describe_events,
+)
+from muxio.pollers.epoll_poller import EdgeTriggeredEpollPoller, EpollPoller
+from muxio.pollers.poll_poller import PollPoller
+from muxio.pollers.registry import (
+    AUTO,
+    BackendSpec,
+    Features,
+    Registry,
+    default_registry,
+)
+from muxio.pollers.select_poller import FD_SETSIZE, SelectPoller
+from muxio.pollers.selectors_adapter import SelectorsPoller
+
+__all__ = [
+    "ALL_EVENTS", "AUTO", "ERROR", "FD_SETSIZE", "HUP", "READ", "WRITE", "BackendSpec",
+    "Capabilities", "EdgeTriggeredEpollPoller", "EpollPoller", "Features", "PollPoller",
+    "Poller", "PollerStatistics", "Registry", "SelectPoller", "SelectorsPoller",
+    "default_registry", "describe_events",
+]

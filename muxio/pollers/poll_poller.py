@@ -1,0 +1,38 @@
+"""poll(2): no fd limit, O(n) per call in the number of registered fds.
+
+poll reports POLLHUP/POLLERR whatever was asked, and POLLNVAL for an fd closed while
+registered; muxio reports the latter as ERROR so the owner finds out and unregisters.
+"""
+
+from __future__ import annotations
+
+import select
+
+from muxio.pollers.base import Capabilities, Poller, timeout_to_ms
+from muxio.pollers.translate import EventTranslator
+
+_TRANSLATOR = EventTranslator(
+    read=select.POLLIN, write=select.POLLOUT, error=select.POLLERR, hup=select.POLLHUP,
+    extra_read=select.POLLPRI, extra_error=select.POLLNVAL)
+
+
+class PollPoller(Poller):
+    name = "poll"
+    capabilities = Capabilities(edge_triggered=False, constant_time=False, max_fd=None,
+                                reports_hup=True, checks_fd_itself=False)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._poll = select.poll()
+
+    def _os_register(self, fd: int, events: int) -> None:
+        self._poll.register(fd, _TRANSLATOR.to_os(events))
+
+    def _os_modify(self, fd: int, events: int, old_events: int) -> None:
+        self._poll.modify(fd, _TRANSLATOR.to_os(events))
+
+    def _os_unregister(self, fd: int, old_events: int) -> None:
+        self._poll.unregister(fd)
+
+    def _os_poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        return _TRANSLATOR.results(self._poll.poll(timeout_to_ms(timeout)))

@@ -1,0 +1,46 @@
+"""Translation between muxio's event flags and one OS facility's flags, as data."""
+
+from __future__ import annotations
+
+from muxio.pollers.base import ERROR, HUP, READ, WRITE
+
+
+class EventTranslator:
+    """Maps muxio flags to OS flags and back; results are cached per distinct OS mask."""
+
+    __slots__ = ("_to_os", "_from_os", "_read", "_write", "_error", "_hup")
+
+    def __init__(self, *, read: int, write: int, error: int, hup: int,
+                 extra_read: int = 0, extra_error: int = 0) -> None:
+        self._read = read | extra_read
+        self._write = write
+        self._error = error | extra_error
+        self._hup = hup
+        self._to_os = {events: (read if events & READ else 0) | (write if events & WRITE else 0)
+                       for events in range((READ | WRITE | ERROR | HUP) + 1)}
+        self._from_os: dict[int, int] = {}
+
+    def to_os(self, events: int) -> int:
+        """OS interest mask for muxio `events` (ERROR and HUP are always reported)."""
+        return self._to_os[events]
+
+    def from_os(self, os_events: int) -> int:
+        """muxio flags for an OS result mask."""
+        cached = self._from_os.get(os_events)
+        if cached is None:
+            cached = ((READ if os_events & self._read else 0)
+                      | (WRITE if os_events & self._write else 0)
+                      | (ERROR if os_events & self._error else 0)
+                      | (HUP if os_events & self._hup else 0))
+            self._from_os[os_events] = cached
+        return cached
+
+    def results(self, raw: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Translate a whole poll result; one dict lookup per event on the hot path."""
+        cache = self._from_os
+        try:
+            return [(fd, cache[os_events]) for fd, os_events in raw]
+        except KeyError:
+            for _, os_events in raw:
+                self.from_os(os_events)
+            return [(fd, cache[os_events]) for fd, os_events in raw]
