@@ -60,24 +60,24 @@ def run_backends(args: argparse.Namespace) -> int:
             row["reason"] or row["description"])
     console.print(table)
     if args.explain:
-        _explain(console, args.backend)
+        _explain(args.backend)
     return 0
 
 
-def _explain(console: Console, cli_backend: str | None) -> None:
+def _explain(cli_backend: str | None) -> None:
     choice = resolve_backend(cli=cli_backend)
     config = find_config_file()
-    console.print("API argument: (none from the command line)")
-    console.print(f"--backend:     {cli_backend or '(not given)'}")
-    console.print(f"{ENV_BACKEND}: {os.environ.get(ENV_BACKEND) or '(not set)'}")
-    console.print("config file:   " + (
+    print("API argument:  (none from the command line)")
+    print(f"--backend:     {cli_backend or '(not given)'}")
+    print(f"{ENV_BACKEND}: {os.environ.get(ENV_BACKEND) or '(not set)'}")
+    print("config file:   " + (
         f"{config.label}: backend = {config.settings.get('backend', '(not set)')!r}"
         if config else "(none found from here upward)"))
-    console.print(f"=> backend [bold]{choice.name}[/bold], decided by {choice.source}"
-                  + (" (auto picks the first available backend in the table)"
-                     if choice.requested == "auto" else ""))
+    note = " (auto: the first available backend in 'muxio backends')" if (
+        choice.requested == "auto") else ""
+    print(f"=> backend {choice.name}, decided by {choice.source}{note}")
 
 
 def run_config(args: argparse.Namespace) -> int:
-    _explain(Console(), args.backend)
+    _explain(args.backend)
     return 0

@@ -33,7 +33,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from muxio.errors import (
     BadFdError,
@@ -120,6 +120,9 @@ def timeout_to_ms(timeout: float | None) -> int:
     if timeout <= 0:
         return 0
     return math.ceil(timeout * 1000.0)
+
+
+PollerT = TypeVar("PollerT", bound="Poller")
 
 
 class Poller(ABC):
@@ -236,7 +239,7 @@ class Poller(ABC):
             backend=self.name, registered_fds=len(self._fds), polls=self._polls,
             events=self._events, edge_triggered=self.capabilities.edge_triggered)
 
-    def __enter__(self) -> Poller:
+    def __enter__(self: PollerT) -> PollerT:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

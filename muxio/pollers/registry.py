@@ -57,6 +57,9 @@ class BackendSpec:
     rank: int = 100
     """Lower = preferred by `auto`."""
     source: str = "built-in"
+    in_matrix: bool = True
+    """Whether the handler test/bench matrix includes it (False for aliases that add
+    nothing, e.g. selectors-poll beside poll)."""
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -128,7 +131,8 @@ def _selector_row(suffix: str, class_name: str, what: str, rank: int) -> Backend
         name=name, factory=factory,
         description=f"selectors.{class_name} through the adapter ({what})",
         capabilities=SELECTOR_CAPABILITIES[class_name],
-        availability=_needs(selectors, class_name, f"selectors.{class_name}"), rank=rank)
+        availability=_needs(selectors, class_name, f"selectors.{class_name}"), rank=rank,
+        in_matrix=False)
 
 
 def _default_selector_capabilities() -> Capabilities:
@@ -175,7 +179,7 @@ def _spec_from_entry_point(ep: importlib.metadata.EntryPoint) -> BackendSpec:
                            lambda: reason, source=source)
     if isinstance(obj, BackendSpec):
         return BackendSpec(obj.name, obj.factory, obj.description, obj.capabilities,
-                           obj.availability, obj.rank, source)
+                           obj.availability, obj.rank, source, obj.in_matrix)
     if isinstance(obj, type) and issubclass(obj, Poller):
         poller_class: type[Poller] = obj
         check = getattr(poller_class, "available", None)
