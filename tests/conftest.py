@@ -7,7 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from muxio.testing.matrix import matrix_backends, poller_backends, unavailable_backends
+from muxio.testing.matrix import (
+    matrix_backends,
+    poller_backends,
+    stream_transports,
+    unavailable_backends,
+)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -22,6 +27,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("poller_backend", poller_backends())
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", matrix_backends())
+    if "transport" in metafunc.fixturenames:
+        metafunc.parametrize("transport", stream_transports())
 
 
 def open_fds() -> set[int]:

@@ -17,6 +17,10 @@ from muxio.errors import MuxioError
 
 SUBCOMMAND_MODULES = (
     "muxio.cli.backends",
+    "muxio.cli.serve",
+    "muxio.cli.chat",
+    "muxio.cli.resolve",
+    "muxio.cli.bench",
 )
 
 
@@ -28,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more logging (-v info, -vv debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that command is not part of this build
+            raise
+        module.register(subparsers)
     return parser
 
 

@@ -44,3 +44,12 @@ def _narrow(names: list[str]) -> list[str]:
         raise ValueError(f"{ENV_TEST_BACKENDS} names unavailable backends {unknown}; "
                          f"available: {names}")
     return chosen
+
+
+def stream_transports() -> list[str]:
+    """Stream transports every handler is tested over (TCP, KCP...)."""
+    from muxio.transports.registry import STREAM_TRANSPORTS
+
+    wanted = os.environ.get("MUXIO_TEST_TRANSPORTS", "").strip()
+    names = list(STREAM_TRANSPORTS)
+    return [name for name in names if not wanted or name in wanted.split(",")]

@@ -1,0 +1,22 @@
+"""`muxio serve echo`: the echo handler on TCP."""
+
+from __future__ import annotations
+
+import argparse
+
+from muxio.cli.services.tcp_service import TcpService
+from muxio.handlers.echo import EchoProtocol
+from muxio.loop import Loop
+from muxio.transports import tcp
+
+DESCRIPTION = "echo every byte back (TCP)"
+DEFAULT_PORT = 7007
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Echo has no options of its own."""
+
+
+def start(loop: Loop, args: argparse.Namespace) -> TcpService:
+    return TcpService(tcp.serve(EchoProtocol, args.host, args.port, loop=loop,
+                                backlog=args.backlog, reuse_port=args.reuse_port))

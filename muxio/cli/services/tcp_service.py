@@ -1,0 +1,25 @@
+"""A Service made of one TCP server (what echo, http and chat need)."""
+
+from __future__ import annotations
+
+import socket
+
+from muxio.transports.tcp import TcpServer
+
+
+def format_address(address: tuple[str, int]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class TcpService:
+    def __init__(self, server: TcpServer) -> None:
+        self.server = server
+
+    def describe(self) -> str:
+        return ", ".join(f"tcp {format_address(sock.getsockname())}"
+                         for sock in self.server.sockets if sock.family != socket.AF_UNIX)
+
+    def close(self) -> None:
+        self.server.close()
+        self.server.close_clients()

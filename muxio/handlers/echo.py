@@ -1,0 +1,42 @@
+"""Echo: every byte received is written back, with flow control in both directions.
+
+If the peer stops reading, our writes buffer up; past the transport's high-water mark
+`pause_writing` is called and we stop reading from the peer until the buffer drains,
+so memory per connection stays bounded by the water mark.
+"""
+
+from __future__ import annotations
+
+from muxio.protocols import Protocol, Transport
+
+
+class EchoProtocol(Protocol):
+    __slots__ = ("transport",)
+
+    def __init__(self) -> None:
+        self.transport: Transport | None = None
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def eof_received(self) -> bool:
+        # Half-close: the peer is done sending; finish echoing, then close our side.
+        assert self.transport is not None
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        return True
+
+    def pause_writing(self) -> None:
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        assert self.transport is not None
+        self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None

@@ -1,0 +1,553 @@
+"""TCP: a stream Transport over a non-blocking socket, a server and a client.
+
+Theory of operation
+-------------------
+Reads: on readiness, `recv(64 KiB)` (larger reads hit glibc's mmap threshold) and hand
+the bytes to `protocol.data_received`. On an edge-triggered poller, keep reading until
+EAGAIN, but at most `_READS_PER_EDGE` times per wakeup: the rest is continued with
+`call_soon`, so one fast sender cannot starve the others.
+
+Writes: `write()` calls `send` at once; only what the kernel did not take is buffered
+(a bytearray: deleting from its front is O(1) amortised), and only then is write interest
+registered. When the buffer drains, write interest is dropped. Water marks drive
+`pause_writing`/`resume_writing` (see flow.py).
+
+Closing: `close()` stops reading, sends what is buffered, then closes; `abort()` closes
+at once and drops the buffer; `write_eof()` shuts down the write side once the buffer
+is sent. `connection_lost` is scheduled exactly once, after the reader is removed, so it
+always follows the last `data_received`. An exception raised by the protocol is reported
+to the loop's exception handler and aborts that connection only.
+
+Accepting: each readiness accepts until EAGAIN (bounded per wakeup, continued with
+`call_soon` on edge-triggered pollers), so a burst of connects is never lost. EMFILE /
+ENFILE / ENOBUFS / ENOMEM stop accepting for `accept_retry_delay` seconds (logged once
+per episode) instead of spinning, and the listener stays open.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from muxio.futures import Future
+from muxio.loop import Loop, TimerHandle
+from muxio.protocols import Protocol, ProtocolFactory
+from muxio.transports.flow import FlowControl, water_marks
+
+log = logging.getLogger("muxio.tcp")
+
+MAX_READ = 64 * 1024
+"""Bytes per recv: at most 64 KiB (larger reads cause glibc mmap/munmap churn)."""
+_READS_PER_EDGE = 16
+_ACCEPTS_PER_WAKEUP = 128
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ABORTED_ACCEPT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+_QUIET_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+
+
+def system_backlog() -> int:
+    """The kernel's listen backlog cap (somaxconn), the default for `serve`."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+class TcpTransport(FlowControl):
+    """The Transport a stream Protocol gets for one TCP connection."""
+
+    __slots__ = (
+        "_loop", "_sock", "_fd", "_server", "_buffer", "_reading", "_closing", "_eof_pending",
+        "_eof_written", "_eof_received", "_lost", "_extra", "_edge", "_write_after_close")
+
+    def __init__(self, loop: Loop, sock: socket.socket, protocol: Protocol,
+                 server: TcpServer | None = None) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol: Protocol = protocol
+        self._server = server
+        self._buffer = bytearray()
+        self._high_water, self._low_water = water_marks(None, None)
+        self._writing_paused = False
+        self._reading = True
+        self._closing = False
+        self._eof_pending = False
+        self._eof_written = False
+        self._eof_received = False
+        self._lost = False
+        self._edge = loop.edge_triggered
+        self._write_after_close = 0
+        self._extra: dict[str, Any] = {"socket": sock, "transport": "tcp",
+                                       "backend": loop.backend}
+        try:
+            self._extra["peername"] = sock.getpeername()
+        except OSError:
+            self._extra["peername"] = None
+        self._extra["sockname"] = sock.getsockname()
+        if server is not None:
+            server._attach(self)
+        try:
+            protocol.connection_made(self)
+        except Exception as exc:
+            self._report_protocol_error(exc, "connection_made")
+            self._force_close(exc)
+            return
+        if self._reading and not self._closing:
+            loop.add_reader(self._fd, self._read_ready)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read_ready(self) -> None:
+        recv = self._sock.recv
+        for _ in range(_READS_PER_EDGE if self._edge else 1):
+            try:
+                data = recv(MAX_READ)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fatal_error(exc)
+                return
+            if not data:
+                self._read_eof()
+                return
+            try:
+                self._protocol.data_received(data)
+            except Exception as exc:
+                self._report_protocol_error(exc, "data_received")
+                self._force_close(exc)
+                return
+            if not self._reading or self._closing:
+                return
+        # Edge-triggered: the fd may still hold data but will not be reported again.
+        self._loop.call_soon(self._continue_reading)
+
+    def _continue_reading(self) -> None:
+        if self._reading and not self._closing:
+            self._read_ready()
+
+    def _read_eof(self) -> None:
+        self._loop.remove_reader(self._fd)
+        self._reading = False
+        self._eof_received = True
+        try:
+            keep_open = self._protocol.eof_received()
+        except Exception as exc:
+            self._report_protocol_error(exc, "eof_received")
+            self._force_close(exc)
+            return
+        if not keep_open or self._eof_written:
+            self.close()  # nothing more can flow either way: release the socket
+
+    def pause_reading(self) -> None:
+        if self._reading and not self._closing:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closing and not self._lost:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._read_ready)
+            if self._edge:
+                # Data that arrived while paused produced no new edge: look now.
+                self._loop.call_soon(self._continue_reading)
+
+    def is_reading(self) -> bool:
+        return self._reading and not self._closing
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._eof_pending or self._eof_written:
+            raise RuntimeError("write() after write_eof(): the write side is shut down")
+        if self._closing or self._lost:
+            self._write_after_close += 1
+            if self._write_after_close == 1:
+                log.debug("write() on a closing %s transport ignored", self._extra["peername"])
+            return
+        if not data:
+            return
+        if not self._buffer:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._fatal_error(exc)
+                return
+            if sent == len(data):
+                return
+            self._buffer += memoryview(data)[sent:]
+            self._loop.add_writer(self._fd, self._write_ready)
+        else:
+            self._buffer += data
+        self._maybe_pause()
+
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(chunks))
+
+    def _write_ready(self) -> None:
+        buffer = self._buffer
+        if buffer:
+            try:
+                sent = self._sock.send(buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fatal_error(exc)
+                return
+            del buffer[:sent]
+            if buffer:
+                if self._edge:
+                    # The socket may still take more; on ET there will be no new report
+                    # until it drains, so try again at once (bounded by EAGAIN above).
+                    self._loop.call_soon(self._continue_writing)
+                return
+        self._loop.remove_writer(self._fd)
+        self._maybe_resume()
+        if self._closing:
+            self._call_connection_lost(None)
+        elif self._eof_pending:
+            self._shutdown_write()
+
+    def _continue_writing(self) -> None:
+        if self._buffer and not self._lost:
+            self._write_ready()
+
+    def write_eof(self) -> None:
+        if self._eof_pending or self._eof_written or self._closing:
+            return
+        self._eof_pending = True
+        if not self._buffer:
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        self._eof_pending = False
+        self._eof_written = True
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._fatal_error(exc)
+            return
+        if self._eof_received:
+            self.close()  # both directions are finished: release the socket
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    # -- closing -------------------------------------------------------------------------
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost
+
+    def close(self) -> None:
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+        if not self._buffer:
+            self._lost = True
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: Exception) -> None:
+        if isinstance(exc, _QUIET_ERRORS):
+            log.debug("%s: %s", self._extra["peername"], exc)
+        else:
+            log.warning("connection %s failed: %r", self._extra["peername"], exc)
+        self._force_close(exc)
+
+    def _force_close(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._closing = True
+        self._lost = True
+        self._reading = False
+        self._buffer.clear()
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._sock.fileno() == -1:
+            return  # already done
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        try:
+            self._protocol.connection_lost(exc)
+        except Exception as error:
+            self._report_protocol_error(error, "connection_lost")
+        finally:
+            self._sock.close()
+            if self._server is not None:
+                self._server._detach(self)
+                self._server = None
+
+    def _report_protocol_error(self, exc: Exception, what: str) -> None:
+        self._loop.call_exception_handler({
+            "message": f"{type(self._protocol).__name__}.{what} raised; closing connection "
+                       f"from {self._extra.get('peername')}",
+            "exception": exc, "transport": self, "protocol": self._protocol})
+
+    # -- info ----------------------------------------------------------------------------
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+    def get_protocol(self) -> Protocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: Protocol) -> None:
+        self._protocol = protocol
+
+    def __repr__(self) -> str:
+        state = "closed" if self._lost else "closing" if self._closing else "open"
+        return f"<TcpTransport {self._extra.get('peername')} {state}>"
+
+
+class TcpServer:
+    """Listening sockets that accept connections and give each a fresh protocol."""
+
+    def __init__(self, loop: Loop, protocol_factory: ProtocolFactory,
+                 sockets: list[socket.socket], *, accept_retry_delay: float = 0.1) -> None:
+        self._loop = loop
+        self._protocol_factory = protocol_factory
+        self.sockets = sockets
+        self.connections: set[TcpTransport] = set()
+        self._accept_retry_delay = accept_retry_delay
+        self._closed = False
+        self._accept_paused = False
+        self.accept_errors = 0
+        self._edge = loop.edge_triggered
+        for sock in sockets:
+            loop.add_reader(sock.fileno(), self._accept_ready, sock)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [sock.getsockname()[:2] for sock in self.sockets]
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
+
+    def _accept_ready(self, listener: socket.socket) -> None:
+        for _ in range(_ACCEPTS_PER_WAKEUP):
+            try:
+                conn, _address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRNOS:
+                    self._pause_accepting(exc)
+                    return
+                if exc.errno in _ABORTED_ACCEPT_ERRNOS:
+                    continue  # the client gave up before we accepted: next one
+                raise
+            try:
+                conn.setblocking(False)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                protocol = self._protocol_factory()
+            except Exception as exc:
+                conn.close()
+                self._loop.call_exception_handler({
+                    "message": "protocol factory failed; connection refused",
+                    "exception": exc})
+                continue
+            TcpTransport(self._loop, conn, protocol, self)
+        if self._edge and not self._closed:
+            self._loop.call_soon(self._accept_ready, listener)
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        self.accept_errors += 1
+        if not self._accept_paused:
+            log.error("accept failed (%s): too many open files or no memory; pausing accepts "
+                      "for %.2f s, %d connections open. Raise the fd limit (ulimit -n).",
+                      os.strerror(exc.errno or 0), self._accept_retry_delay,
+                      len(self.connections))
+        self._accept_paused = True
+        for sock in self.sockets:
+            self._loop.remove_reader(sock.fileno())
+        self._loop.call_later(self._accept_retry_delay, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        if self._closed:
+            return
+        self._accept_paused = False
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept_ready, sock)
+            self._loop.call_soon(self._accept_ready, sock)
+
+    def _attach(self, transport: TcpTransport) -> None:
+        self.connections.add(transport)
+
+    def _detach(self, transport: TcpTransport) -> None:
+        self.connections.discard(transport)
+
+    def close(self) -> None:
+        """Stop listening; established connections go on (see close_clients)."""
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self.sockets:
+            if not self._loop.is_closed():
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+    def close_clients(self) -> None:
+        """Close every connection gracefully (buffered data is still sent)."""
+        for transport in list(self.connections):
+            transport.close()
+
+    def abort_clients(self) -> None:
+        for transport in list(self.connections):
+            transport.abort()
+
+    def is_serving(self) -> bool:
+        return not self._closed
+
+    def __repr__(self) -> str:
+        return f"<TcpServer {self.addresses} {len(self.connections)} connections>"
+
+
+def listen_addresses(host: str | None, port: int,
+                     kind: socket.SocketKind) -> list[tuple[int, Any]]:
+    """(family, sockaddr) pairs to bind for `host`. 'localhost' always means both loopbacks
+    (RFC 6761), whatever /etc/hosts says: a server on one family silently misses the
+    clients of the other."""
+    if host == "localhost":
+        pairs: list[tuple[int, Any]] = [(socket.AF_INET, ("127.0.0.1", port))]
+        if socket.has_ipv6 and _ipv6_loopback_works():
+            pairs.append((socket.AF_INET6, ("::1", port, 0, 0)))
+        return pairs
+    infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, kind, 0, socket.AI_PASSIVE)
+    pairs = []
+    for family, _kind, _proto, _name, address in infos:
+        if (family, address) not in pairs:
+            pairs.append((family, address))
+    return pairs
+
+
+def _ipv6_loopback_works() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _listening_sockets(host: str | None, port: int, backlog: int,
+                       reuse_port: bool) -> list[socket.socket]:
+    sockets: list[socket.socket] = []
+    try:
+        for family, address in listen_addresses(host, port, socket.SOCK_STREAM):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                # Every family on the same ephemeral port as the first one.
+                sock.bind((address[0], sockets[0].getsockname()[1], *address[2:]))
+            else:
+                sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
+          *, loop: Loop, backlog: int | None = None, reuse_port: bool = False,
+          accept_retry_delay: float = 0.1) -> TcpServer:
+    """Listen on every address `host` resolves to (`localhost` -> 127.0.0.1 and ::1;
+    None -> all interfaces) and serve each connection with a new protocol."""
+    sockets = _listening_sockets(host, port, backlog or system_backlog(), reuse_port)
+    return TcpServer(loop, protocol_factory, sockets, accept_retry_delay=accept_retry_delay)
+
+
+def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Loop,
+            timeout: float | None = None) -> Future[tuple[TcpTransport, Protocol]]:
+    """Open a connection; the future gives (transport, protocol) or the connect error
+    (e.g. ConnectionRefusedError). Name resolution is synchronous (use IP literals on
+    hot paths)."""
+    future: Future[tuple[TcpTransport, Protocol]] = Future(loop)
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        future.set_exception(exc)
+        return future
+    sock = socket.socket(family, kind, proto)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    fd = sock.fileno()
+    timer: TimerHandle | None = None
+
+    def finish(error: Exception | None) -> None:
+        loop.remove_writer(fd)
+        if timer is not None:
+            timer.cancel()
+        if future.done():
+            return
+        if error is not None:
+            sock.close()
+            future.set_exception(error)
+            return
+        try:
+            protocol = protocol_factory()
+        except Exception as exc:
+            sock.close()
+            future.set_exception(exc)
+            return
+        transport = TcpTransport(loop, sock, protocol)
+        future.set_result((transport, protocol))
+
+    def connected() -> None:
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            finish(OSError(code, f"connect to {host}:{port} failed: {os.strerror(code)}")
+                   if code not in _CONNECT_ERRORS else
+                   _CONNECT_ERRORS[code](code, f"connect to {host}:{port}: {os.strerror(code)}"))
+        else:
+            finish(None)
+
+    code = sock.connect_ex(address)
+    if code == 0:
+        loop.call_soon(finish, None)
+    elif code in (errno.EINPROGRESS, errno.EAGAIN):
+        loop.add_writer(fd, connected)
+        if timeout is not None:
+            timer = loop.call_later(timeout, finish, TimeoutError(
+                f"connect to {host}:{port} timed out after {timeout} s"))
+    else:
+        sock.close()
+        error_class: Callable[..., OSError] = _CONNECT_ERRORS.get(code, OSError)
+        future.set_exception(error_class(code, f"connect to {host}:{port}: "
+                                               f"{os.strerror(code)}"))
+    return future
+
+
+_CONNECT_ERRORS: dict[int, type[OSError]] = {
+    errno.ECONNREFUSED: ConnectionRefusedError,
+    errno.ECONNRESET: ConnectionResetError,
+    errno.ETIMEDOUT: TimeoutError,
+}
