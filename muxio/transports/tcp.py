@@ -33,6 +33,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from muxio.errors import PollerError
 from muxio.futures import Future
 from muxio.loop import Loop, TimerHandle
 from muxio.protocols import Protocol, ProtocolFactory
@@ -90,6 +91,10 @@ class TcpTransport(FlowControl):
         except OSError:
             self._extra["peername"] = None
         self._extra["sockname"] = sock.getsockname()
+        # Register first: if the poller refuses the fd (e.g. select and fd >= 1024) this
+        # raises before the protocol ever sees the connection. No loop iteration runs
+        # before connection_made, so no data can be delivered early.
+        loop.add_reader(self._fd, self._read_ready)
         if server is not None:
             server._attach(self)
         try:
@@ -97,9 +102,6 @@ class TcpTransport(FlowControl):
         except Exception as exc:
             self._report_protocol_error(exc, "connection_made")
             self._force_close(exc)
-            return
-        if self._reading and not self._closing:
-            loop.add_reader(self._fd, self._read_ready)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -210,6 +212,8 @@ class TcpTransport(FlowControl):
                 return
         self._loop.remove_writer(self._fd)
         self._maybe_resume()
+        if self._buffer:
+            return  # resume_writing wrote more; write() re-registered the writer
         if self._closing:
             self._call_connection_lost(None)
         elif self._eof_pending:
@@ -331,6 +335,9 @@ class TcpServer:
         self._closed = False
         self._accept_paused = False
         self.accept_errors = 0
+        self._out_of_resources = False  # logged once per episode, until an accept works
+        self.refused = 0
+        """Connections closed at once because the poller could not watch them."""
         self._edge = loop.edge_triggered
         for sock in sockets:
             loop.add_reader(sock.fileno(), self._accept_ready, sock)
@@ -356,6 +363,10 @@ class TcpServer:
                 if exc.errno in _ABORTED_ACCEPT_ERRNOS:
                     continue  # the client gave up before we accepted: next one
                 raise
+            if self._out_of_resources:
+                self._out_of_resources = False
+                log.warning("accepting connections again (%d failed accepts before)",
+                            self.accept_errors)
             try:
                 conn.setblocking(False)
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -366,13 +377,23 @@ class TcpServer:
                     "message": "protocol factory failed; connection refused",
                     "exception": exc})
                 continue
-            TcpTransport(self._loop, conn, protocol, self)
+            try:
+                TcpTransport(self._loop, conn, protocol, self)
+            except PollerError as exc:
+                conn.close()
+                self._refuse(exc)
         if self._edge and not self._closed:
             self._loop.call_soon(self._accept_ready, listener)
 
+    def _refuse(self, exc: PollerError) -> None:
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.error("connection refused (%d so far): %s", self.refused, exc)
+
     def _pause_accepting(self, exc: OSError) -> None:
         self.accept_errors += 1
-        if not self._accept_paused:
+        if not self._out_of_resources:
+            self._out_of_resources = True
             log.error("accept failed (%s): too many open files or no memory; pausing accepts "
                       "for %.2f s, %d connections open. Raise the fd limit (ulimit -n).",
                       os.strerror(exc.errno or 0), self._accept_retry_delay,
@@ -518,7 +539,12 @@ def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Lo
             sock.close()
             future.set_exception(exc)
             return
-        transport = TcpTransport(loop, sock, protocol)
+        try:
+            transport = TcpTransport(loop, sock, protocol)
+        except PollerError as exc:
+            sock.close()
+            future.set_exception(exc)
+            return
         future.set_result((transport, protocol))
 
     def connected() -> None:
@@ -534,7 +560,12 @@ def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Lo
     if code == 0:
         loop.call_soon(finish, None)
     elif code in (errno.EINPROGRESS, errno.EAGAIN):
-        loop.add_writer(fd, connected)
+        try:
+            loop.add_writer(fd, connected)
+        except PollerError as exc:
+            sock.close()
+            future.set_exception(exc)
+            return future
         if timeout is not None:
             timer = loop.call_later(timeout, finish, TimeoutError(
                 f"connect to {host}:{port} timed out after {timeout} s"))
