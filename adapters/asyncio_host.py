@@ -1,0 +1,44 @@
+"""Host muxio handlers on asyncio (or uvloop): no glue is needed for stream protocols.
+
+muxio's Protocol/Transport API uses asyncio's names, so asyncio calls a muxio Protocol's
+callbacks directly and the asyncio transport satisfies `muxio.protocols.Transport`; an
+asyncio loop satisfies `muxio.protocols.Scheduler`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from muxio.protocols import ProtocolFactory, Scheduler
+
+FactoryBuilder = Callable[[Scheduler], ProtocolFactory]
+
+
+async def _serve(build: FactoryBuilder, host: str, port: int,
+                 ready: Callable[[str], None]) -> None:
+    loop = asyncio.get_running_loop()
+    factory: Any = build(loop)
+    server = await loop.create_server(factory, host, port, reuse_address=True)
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    addresses = ", ".join(f"{sock.getsockname()[0]}:{sock.getsockname()[1]}"
+                          for sock in server.sockets)
+    ready(addresses)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+
+
+def run(build: FactoryBuilder, host: str, port: int, ready: Callable[[str], None],
+        *, use_uvloop: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM on asyncio's default loop, or on uvloop."""
+    if use_uvloop:
+        import uvloop
+
+        uvloop.run(_serve(build, host, port, ready))
+    else:
+        asyncio.run(_serve(build, host, port, ready))

@@ -1,0 +1,215 @@
+"""Run a workload against every target (muxio backends and peer loops) and compare.
+
+Each target's server runs in its own process, pinned to one CPU; the load generator runs
+in another process, pinned to the other CPU when the machine has two. Rounds are
+interleaved (A B C, A B C, ...) so a drift in machine speed hits every target alike, and
+each figure is the median over rounds. Server CPU per operation comes from the server
+process's own CPU time (/proc/PID/stat), so it does not depend on how fast the load
+generator is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from muxio.errors import MuxioError
+
+
+class BenchError(MuxioError):
+    """A server or load generator could not be started or did not report."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One column of the comparison: a muxio backend or a peer loop hosting the handler."""
+
+    name: str
+    argv: tuple[str, ...]
+    kind: str  # "muxio" or "peer"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A service plus a load generator that returns the number of completed operations."""
+
+    name: str
+    service: str
+    unit: str
+    description: str
+    load: Callable[[int, float, set[int] | None], int]
+    service_args: tuple[str, ...] = ()
+
+
+@dataclass
+class Sample:
+    ops_per_second: float
+    server_cpu_us_per_op: float
+    operations: int
+    seconds: float
+
+
+@dataclass
+class TargetResult:
+    target: str
+    kind: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def median(self, attribute: str) -> float:
+        return float(statistics.median(getattr(sample, attribute) for sample in self.samples))
+
+    def spread(self, attribute: str) -> tuple[float, float]:
+        values = [getattr(sample, attribute) for sample in self.samples]
+        return min(values), max(values)
+
+
+def muxio_target(backend: str, service: str, extra: Sequence[str] = ()) -> Target:
+    return Target(f"muxio/{backend}", (sys.executable, "-m", "muxio", "serve", service,
+                                       "--host", "127.0.0.1", "--backend", backend, *extra),
+                  "muxio")
+
+
+def peer_target(loop: str, service: str, extra: Sequence[str] = ()) -> Target:
+    return Target(loop, (sys.executable, "-m", "adapters", "--loop", loop, "--service",
+                         service, "--host", "127.0.0.1", *extra), "peer")
+
+
+def cpu_sets() -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load generator CPUs): one each when there are two or more."""
+    try:
+        available = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, None
+    if len(available) < 2:
+        return None, None
+    return {available[0]}, {available[1]}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process, from /proc (clock-tick resolution)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Pin a started process to `cpus` (no-op when pinning is not possible here)."""
+    if cpus is not None:
+        try:
+            os.sched_setaffinity(pid, cpus)
+        except OSError:
+            pass
+
+
+class ServerProcess:
+    """A server under test: started, waited for ('serving ... on HOST:PORT'), stopped."""
+
+    def __init__(self, target: Target, port: int, cpus: set[int] | None) -> None:
+        self.target = target
+        self.port = port
+        argv = [*target.argv, "--port", str(port)]
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        pin(self.process.pid, cpus)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # blocks until the server says it serves
+        if "serving" not in line:
+            self.stop()
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            raise BenchError(f"{target.name} did not start: {line.strip()} {stderr.strip()}")
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_comparison(workload: Workload, targets: Sequence[Target], *, rounds: int,
+                   duration: float, progress: Callable[[str], None] | None = None,
+                   ) -> list[TargetResult]:
+    """Start every target once, then run `rounds` interleaved load runs against each."""
+    server_cpus, load_cpus = cpu_sets()
+    servers: list[ServerProcess] = []
+    results = [TargetResult(target.name, target.kind) for target in targets]
+    try:
+        for target in targets:
+            servers.append(ServerProcess(target, free_port(), server_cpus))
+        for round_number in range(rounds):
+            for server, result in zip(servers, results, strict=True):
+                if progress is not None:
+                    progress(f"round {round_number + 1}/{rounds}: {server.target.name}")
+                cpu_before = server.cpu_seconds()
+                started = time.monotonic()
+                operations = workload.load(server.port, duration, load_cpus)
+                seconds = time.monotonic() - started
+                cpu = server.cpu_seconds() - cpu_before
+                if operations <= 0:
+                    raise BenchError(f"{server.target.name}: the load generator completed "
+                                     f"no {workload.unit}")
+                result.samples.append(Sample(operations / seconds, cpu / operations * 1e6,
+                                             operations, seconds))
+    finally:
+        for server in servers:
+            server.stop()
+    return results
+
+
+def to_json(workload: Workload, results: Sequence[TargetResult], reference: str,
+            meta: dict[str, Any]) -> str:
+    return json.dumps({
+        "workload": workload.name, "unit": workload.unit, "reference": reference,
+        "meta": meta,
+        "results": [{"target": r.target, "kind": r.kind,
+                     "median_ops_per_second": r.median("ops_per_second"),
+                     "median_server_cpu_us_per_op": r.median("server_cpu_us_per_op"),
+                     "samples": [asdict(s) for s in r.samples]} for r in results],
+    }, indent=2)
+
+
+def plot(workload: Workload, results: Sequence[TargetResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r.target for r in results]
+    colors = ["tab:blue" if r.kind == "muxio" else "tab:gray" for r in results]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.bar(names, [r.median("ops_per_second") for r in results], color=colors)
+    left.set_title(f"{workload.name}: {workload.unit}/s (higher is better)")
+    right.bar(names, [r.median("server_cpu_us_per_op") for r in results], color=colors)
+    right.set_title(f"server CPU µs per {workload.unit} (lower is better)")
+    for axis in (left, right):
+        axis.tick_params(axis="x", rotation=35)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

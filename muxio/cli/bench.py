@@ -1,0 +1,100 @@
+"""`muxio bench WORKLOAD`: the same handler on every backend and on the peers, side by side.
+
+    muxio bench echo --rounds 5 --duration 3 --json bench.json --plot bench.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from muxio.bench.runner import (
+    TargetResult,
+    muxio_target,
+    peer_target,
+    plot,
+    run_comparison,
+    to_json,
+)
+from muxio.bench.workloads import WORKLOADS, cpu_count
+from muxio.errors import ConfigError
+from muxio.testing.matrix import matrix_backends
+
+PEERS = ("asyncio", "uvloop", "twisted")
+
+
+def register(subparsers: Any) -> None:
+    bench = subparsers.add_parser(
+        "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
+    bench.add_argument("workload", choices=sorted(WORKLOADS))
+    bench.add_argument("--backends", default=",".join(matrix_backends()),
+                       help="muxio backends to run (default: every one available here)")
+    bench.add_argument("--peers", default=",".join(PEERS),
+                       help="peer loops hosting the same handler (asyncio, uvloop, twisted)")
+    bench.add_argument("--reference", default="asyncio",
+                       help="the column ratios are computed against (default: asyncio)")
+    bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    bench.add_argument("--duration", type=float, default=3.0, help="seconds per run")
+    bench.add_argument("--json", type=Path, default=None, help="write all samples here")
+    bench.add_argument("--plot", type=Path, default=None, help="write a PNG chart here")
+    bench.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    workload = WORKLOADS[args.workload]
+    backends = [name for name in args.backends.split(",") if name]
+    peers = [name for name in args.peers.split(",") if name]
+    unknown = [peer for peer in peers if peer not in PEERS]
+    if unknown:
+        raise ConfigError(f"--peers {unknown} unknown; choose from {', '.join(PEERS)}")
+    targets = ([peer_target(peer, workload.service, workload.service_args) for peer in peers]
+               + [muxio_target(backend, workload.service, workload.service_args)
+                  for backend in backends])
+    names = [target.name for target in targets]
+    if args.reference not in names:
+        raise ConfigError(f"--reference {args.reference!r} is not among the targets {names}")
+    console = Console(width=max(Console().width, 130))
+    console.print(f"[bold]{workload.name}[/bold]: {workload.description}; {args.rounds} "
+                  f"interleaved rounds of {args.duration:g} s; {cpu_count()} CPUs "
+                  f"(server and load generator pinned apart when >= 2)")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("benchmark", total=args.rounds * len(targets))
+
+        def advance(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        results = run_comparison(workload, targets, rounds=args.rounds,
+                                 duration=args.duration, progress=advance)
+    console.print(render_table(workload.unit, results, args.reference))
+    meta = {"python": platform.python_version(), "machine": platform.machine(),
+            "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration}
+    if args.json:
+        args.json.write_text(to_json(workload, results, args.reference, meta))
+        console.print(f"samples written to {args.json}")
+    if args.plot:
+        plot(workload, results, args.plot)
+        console.print(f"chart written to {args.plot}")
+    return 0
+
+
+def render_table(unit: str, results: list[TargetResult], reference: str) -> Table:
+    ref = next(result for result in results if result.target == reference)
+    ref_rate = ref.median("ops_per_second")
+    ref_cpu = ref.median("server_cpu_us_per_op")
+    table = Table(title=f"medians; ratios are to {reference} measured in the same run")
+    for column in ("target", f"{unit}/s", f"x {reference}", f"server CPU µs/{unit}",
+                   f"CPU x {reference}", f"{unit}/s min-max"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for result in results:
+        rate = result.median("ops_per_second")
+        cpu = result.median("server_cpu_us_per_op")
+        low, high = result.spread("ops_per_second")
+        table.add_row(result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", f"{cpu:.1f}",
+                      f"{cpu / ref_cpu:.2f}", f"{low:,.0f}-{high:,.0f}")
+    return table

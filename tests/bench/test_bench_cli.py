@@ -1,0 +1,47 @@
+"""`muxio bench` end to end on a tiny budget: it runs, compares, writes JSON and a plot.
+(Speed itself is measured by running the benchmark, never asserted in tests.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.tools import require_module
+
+
+def test_bench_echo_writes_table_json_and_plot(tmp_path: Path) -> None:
+    require_module("matplotlib", "matplotlib")
+    out, chart = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "muxio", "bench", "echo", "--rounds", "1", "--duration",
+         "0.5", "--backends", "epoll,select", "--peers", "asyncio", "--json", str(out),
+         "--plot", str(chart)], capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "ratios are to asyncio" in result.stdout
+    data = json.loads(out.read_text())
+    assert [r["target"] for r in data["results"]] == ["asyncio", "muxio/epoll", "muxio/select"]
+    for row in data["results"]:
+        assert row["median_ops_per_second"] > 0
+        assert row["samples"][0]["operations"] > 0
+    assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_adapters_host_the_same_echo_handler() -> None:
+    """asyncio, uvloop and Twisted run muxio's echo handler unchanged."""
+    for loop in ("asyncio", "uvloop", "twisted"):
+        require_module(loop, loop)
+        code = (
+            "import json,sys\n"
+            "from muxio.bench.runner import ServerProcess, peer_target, free_port\n"
+            "from muxio.bench.workloads import echo_load\n"
+            f"server = ServerProcess(peer_target({loop!r}, 'echo'), free_port(), None)\n"
+            "try:\n"
+            "    print(echo_load(connections=5)(server.port, 0.3, None))\n"
+            "finally:\n"
+            "    server.stop()\n")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert int(result.stdout.strip()) > 0
