@@ -230,6 +230,9 @@ class Loop:
         self._signal_pipe: _SignalPipe | None = None
         self._signal_handlers: dict[int, Handle] = {}
         self._previous_signal_handlers: dict[int, Any] = {}
+        self.current_events = 0
+        """Event flags of the fd whose callback is running (edge-triggered readers use HUP
+        to know whether the peer's EOF is already queued)."""
         self._waker = _ThreadWaker()
         self.add_reader(self._waker.fd, self._waker.drain)
 
@@ -479,6 +482,7 @@ class Loop:
             readers = self._readers
             writers = self._writers
             for fd, mask in events:
+                self.current_events = mask
                 if mask & _READ_LIKE:
                     entry = readers.get(fd)
                     if entry is not None:
@@ -504,6 +508,8 @@ class Loop:
                     timer._loop = None  # fired: a late cancel() must not count it again
                     ready.append(timer)
 
+        if not ready:
+            return
         for _ in range(len(ready)):
             handle = ready.popleft()
             if handle._cancelled:

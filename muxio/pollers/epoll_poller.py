@@ -24,9 +24,9 @@ _MAX_EVENTS = 1024
 """Events taken per epoll_wait; more ready fds are returned by the next call."""
 
 
-def _translator() -> EventTranslator:
+def _translator(hup: int = select.EPOLLHUP) -> EventTranslator:
     return EventTranslator(read=select.EPOLLIN, write=select.EPOLLOUT, error=select.EPOLLERR,
-                           hup=select.EPOLLHUP, extra_read=select.EPOLLPRI | select.EPOLLRDHUP)
+                           hup=hup, extra_read=select.EPOLLPRI | select.EPOLLRDHUP)
 
 
 class EpollPoller(Poller):
@@ -36,11 +36,13 @@ class EpollPoller(Poller):
     capabilities = Capabilities(edge_triggered=False, constant_time=True, max_fd=None,
                                 reports_hup=True, checks_fd_itself=True)
     _extra_flags = 0
+    _hup_flags = select.EPOLLHUP
 
     def __init__(self) -> None:
         super().__init__()
         self._epoll = select.epoll()
-        self._translator = _translator()
+        self._translator = _translator(self._hup_flags)
+        self._identity = self._translator.identity and not self._extra_flags
 
     def _os_register(self, fd: int, events: int) -> None:
         self._epoll.register(fd, self._translator.to_os(events) | self._extra_flags)
@@ -55,6 +57,9 @@ class EpollPoller(Poller):
         # epoll.poll takes seconds and rounds up to the ms itself; -1 blocks.
         raw = self._epoll.poll(-1 if timeout is None else max(timeout, 0.0),
                                min(max(len(self._fds), 1), _MAX_EVENTS))
+        if self._identity:
+            # Only EPOLLIN/OUT/ERR/HUP are ever asked for, and they equal muxio's flags.
+            return raw
         return self._translator.results(raw)
 
     def _os_close(self) -> None:
@@ -70,4 +75,7 @@ class EdgeTriggeredEpollPoller(EpollPoller):
     name = "epoll-et"
     capabilities = Capabilities(edge_triggered=True, constant_time=True, max_fd=None,
                                 reports_hup=True, checks_fd_itself=True)
-    _extra_flags = select.EPOLLET if hasattr(select, "EPOLLET") else 0
+    # EPOLLRDHUP tells a reader that the peer's FIN is queued behind the data it just
+    # read, so a short read needs no extra recv -> EAGAIN to be sure (see the transports).
+    _extra_flags = select.EPOLLET | select.EPOLLRDHUP
+    _hup_flags = select.EPOLLHUP | select.EPOLLRDHUP

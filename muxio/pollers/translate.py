@@ -8,7 +8,7 @@ from muxio.pollers.base import ERROR, HUP, READ, WRITE
 class EventTranslator:
     """Maps muxio flags to OS flags and back; results are cached per distinct OS mask."""
 
-    __slots__ = ("_to_os", "_from_os", "_read", "_write", "_error", "_hup")
+    __slots__ = ("_error", "_from_os", "_hup", "_read", "_to_os", "_write", "identity")
 
     def __init__(self, *, read: int, write: int, error: int, hup: int,
                  extra_read: int = 0, extra_error: int = 0) -> None:
@@ -19,6 +19,9 @@ class EventTranslator:
         self._to_os = {events: (read if events & READ else 0) | (write if events & WRITE else 0)
                        for events in range((READ | WRITE | ERROR | HUP) + 1)}
         self._from_os: dict[int, int] = {}
+        self.identity = (read, write, error, hup) == (READ, WRITE, ERROR, HUP)
+        """The OS uses muxio's values (Linux poll/epoll): results need no translation,
+        provided the caller asks for no extra OS flags."""
 
     def to_os(self, events: int) -> int:
         """OS interest mask for muxio `events` (ERROR and HUP are always reported)."""

@@ -36,6 +36,7 @@ from typing import Any
 from muxio.errors import PollerError
 from muxio.futures import Future
 from muxio.loop import Loop, TimerHandle
+from muxio.pollers.base import HUP
 from muxio.protocols import Protocol, ProtocolFactory
 from muxio.transports.flow import FlowControl, water_marks
 
@@ -64,7 +65,8 @@ class TcpTransport(FlowControl):
 
     __slots__ = (
         "_loop", "_sock", "_fd", "_server", "_buffer", "_reading", "_closing", "_eof_pending",
-        "_eof_written", "_eof_received", "_lost", "_extra", "_edge", "_write_after_close")
+        "_eof_written", "_eof_received", "_lost", "_extra", "_edge", "_write_after_close",
+        "_reader", "_write_blocked")
 
     def __init__(self, loop: Loop, sock: socket.socket, protocol: Protocol,
                  server: TcpServer | None = None) -> None:
@@ -83,7 +85,10 @@ class TcpTransport(FlowControl):
         self._eof_received = False
         self._lost = False
         self._edge = loop.edge_triggered
+        self._reader = self._read_ready_edge if self._edge else self._read_ready
         self._write_after_close = 0
+        self._write_blocked = False
+        """True once write_eof/close/abort: one flag keeps write()'s fast path short."""
         self._extra: dict[str, Any] = {"socket": sock, "transport": "tcp",
                                        "backend": loop.backend}
         try:
@@ -94,7 +99,7 @@ class TcpTransport(FlowControl):
         # Register first: if the poller refuses the fd (e.g. select and fd >= 1024) this
         # raises before the protocol ever sees the connection. No loop iteration runs
         # before connection_made, so no data can be delivered early.
-        loop.add_reader(self._fd, self._read_ready)
+        loop.add_reader(self._fd, self._reader)
         if server is not None:
             server._attach(self)
         try:
@@ -106,8 +111,27 @@ class TcpTransport(FlowControl):
     # -- reading -------------------------------------------------------------------------
 
     def _read_ready(self) -> None:
+        """Level-triggered: one bounded read per readiness report (the hot path)."""
+        try:
+            data = self._sock.recv(MAX_READ)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal_error(exc)
+            return
+        if data:
+            try:
+                self._protocol.data_received(data)
+            except Exception as exc:
+                self._report_protocol_error(exc, "data_received")
+                self._force_close(exc)
+        else:
+            self._read_eof()
+
+    def _read_ready_edge(self) -> None:
+        """Edge-triggered: read until EAGAIN (or a short read with no FIN queued)."""
         recv = self._sock.recv
-        for _ in range(_READS_PER_EDGE if self._edge else 1):
+        for _ in range(_READS_PER_EDGE):
             try:
                 data = recv(MAX_READ)
             except (BlockingIOError, InterruptedError):
@@ -126,12 +150,17 @@ class TcpTransport(FlowControl):
                 return
             if not self._reading or self._closing:
                 return
+            if len(data) < MAX_READ and not self._loop.current_events & HUP:
+                # A short read emptied the socket buffer and no FIN is queued (the poller
+                # reports RDHUP as HUP): every later arrival raises a new edge, so there
+                # is no need to pay for a recv -> EAGAIN.
+                return
         # Edge-triggered: the fd may still hold data but will not be reported again.
         self._loop.call_soon(self._continue_reading)
 
     def _continue_reading(self) -> None:
         if self._reading and not self._closing:
-            self._read_ready()
+            self._read_ready_edge()
 
     def _read_eof(self) -> None:
         self._loop.remove_reader(self._fd)
@@ -154,7 +183,7 @@ class TcpTransport(FlowControl):
     def resume_reading(self) -> None:
         if not self._reading and not self._closing and not self._lost:
             self._reading = True
-            self._loop.add_reader(self._fd, self._read_ready)
+            self._loop.add_reader(self._fd, self._reader)
             if self._edge:
                 # Data that arrived while paused produced no new edge: look now.
                 self._loop.call_soon(self._continue_reading)
@@ -165,12 +194,8 @@ class TcpTransport(FlowControl):
     # -- writing -------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._eof_pending or self._eof_written:
-            raise RuntimeError("write() after write_eof(): the write side is shut down")
-        if self._closing or self._lost:
-            self._write_after_close += 1
-            if self._write_after_close == 1:
-                log.debug("write() on a closing %s transport ignored", self._extra["peername"])
+        if self._write_blocked:
+            self._write_refused()
             return
         if not data:
             return
@@ -189,6 +214,13 @@ class TcpTransport(FlowControl):
         else:
             self._buffer += data
         self._maybe_pause()
+
+    def _write_refused(self) -> None:
+        if self._eof_pending or self._eof_written:
+            raise RuntimeError("write() after write_eof(): the write side is shut down")
+        self._write_after_close += 1
+        if self._write_after_close == 1:
+            log.debug("write() on a closing %s transport ignored", self._extra["peername"])
 
     def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(chunks))
@@ -227,6 +259,7 @@ class TcpTransport(FlowControl):
         if self._eof_pending or self._eof_written or self._closing:
             return
         self._eof_pending = True
+        self._write_blocked = True
         if not self._buffer:
             self._shutdown_write()
 
@@ -256,6 +289,7 @@ class TcpTransport(FlowControl):
         if self._closing or self._lost:
             return
         self._closing = True
+        self._write_blocked = True
         if self._reading:
             self._reading = False
             self._loop.remove_reader(self._fd)
@@ -278,6 +312,7 @@ class TcpTransport(FlowControl):
             return
         self._closing = True
         self._lost = True
+        self._write_blocked = True
         self._reading = False
         self._buffer.clear()
         self._loop.remove_reader(self._fd)
