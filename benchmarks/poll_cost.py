@@ -30,7 +30,7 @@ def measure(backend: str, idle: int, rounds: int) -> float | None:
     fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(idle)]
     ready = os.eventfd(1, os.EFD_NONBLOCK)
     try:
-        if limit is not None and max(fds + [ready]) >= limit:
+        if limit is not None and max([*fds, ready]) >= limit:
             return None
         for fd in fds:
             poller.register(fd, READ)
