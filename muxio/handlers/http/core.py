@@ -1,0 +1,585 @@
+"""The sans-I/O HTTP/1.1 server core: bytes in, events out; responses in, bytes out.
+
+Theory of operation
+-------------------
+`ServerConnection` never touches a socket or a clock. The shell (protocol.py, or a test)
+feeds it what arrived with `receive_data(data)` (`b""` means EOF) and pulls events with
+`next_event()`; it turns responses into bytes with `respond()` or `start_response()` /
+`send_body()` / `end_response()`, and gives it the wall-clock time for the Date header.
+
+Parsing is httptools (llhttp), which parses every complete message in a chunk at once and
+calls back per element. The callbacks only append events to a queue, so pipelined requests
+wait there, in order, until the response to the one before them has ended (`PAUSED`).
+A protocol error is queued as well, behind the requests that preceded it, and raised by
+`next_event()` when its turn comes: an `HttpError` whose `status_hint` is the status to
+answer with (`error_response()`), after which the connection must close.
+
+Two sides, two small state machines (the tables below are all the rules there are):
+
+- theirs (the parser's position): IDLE -> HEAD (first byte of a request) -> BODY (head
+  complete) -> IDLE (message complete); CLOSED at EOF, ERROR at a protocol error. The
+  shell reads `their_phase` to pick its timeout (header, body or keep-alive).
+- ours (the response to the request handed out last): `_OUR_TRANSITIONS`.
+
+Limits llhttp does not enforce are checked here, with memory bounded: the request target
+and every header field are counted as they complete; bytes that arrive in the middle of a
+header without completing anything are counted too (llhttp buffers an unfinished field
+inside itself), so a head larger than `max_head_size` is refused after at most one extra
+chunk, never buffered whole.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from email.utils import formatdate
+from typing import TypeAlias
+
+import httptools
+
+from muxio.handlers.http.config import HttpConfig
+from muxio.handlers.http.errors import (
+    BadRequestError,
+    ExpectationFailedError,
+    HeaderFieldsTooLargeError,
+    HttpError,
+    HttpUsageError,
+    HttpVersionNotSupportedError,
+    IncompleteRequestError,
+    MissingHostError,
+    NotImplementedTransferCodingError,
+    PayloadTooLargeError,
+    RequestSmugglingError,
+    UriTooLongError,
+)
+from muxio.handlers.http.events import (
+    CONNECTION_CLOSED,
+    END_OF_MESSAGE,
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosedType,
+    Data,
+    EndOfMessageType,
+    NeedDataType,
+    PausedType,
+)
+from muxio.handlers.http.messages import Request, Response, reason_phrase, status_allows_body
+
+Event: TypeAlias = (Request | Data | EndOfMessageType | ConnectionClosedType | NeedDataType
+                    | PausedType)
+
+
+class Phase(enum.Enum):
+    """Where the parser is in the client's byte stream."""
+
+    IDLE = "idle"  # between messages: no byte of the next request yet
+    HEAD = "head"  # inside a request line / header section
+    BODY = "body"  # inside a request body
+    CLOSED = "closed"  # the client sent EOF at a message boundary
+    ERROR = "error"  # the client broke the protocol; nothing more is parsed
+
+
+class Ours(enum.Enum):
+    """Where we are in answering the request handed out last."""
+
+    IDLE = "idle"  # no request to answer
+    RESPOND = "respond"  # a request was handed out; no response bytes yet
+    SEND_BODY = "send_body"  # the head went out; body pieces follow
+    MUST_CLOSE = "must_close"  # the last response ended the connection
+
+
+# (state, what the shell does) -> next state. Anything else is an HttpUsageError.
+# "done" is the end of a response; it goes to IDLE or MUST_CLOSE (keep-alive decides).
+_OUR_TRANSITIONS: dict[tuple[Ours, str], Ours] = {
+    (Ours.IDLE, "request"): Ours.RESPOND,
+    (Ours.RESPOND, "continue"): Ours.RESPOND,
+    (Ours.RESPOND, "done"): Ours.IDLE,
+    (Ours.RESPOND, "head"): Ours.SEND_BODY,
+    (Ours.SEND_BODY, "body"): Ours.SEND_BODY,
+    (Ours.SEND_BODY, "done"): Ours.IDLE,
+    (Ours.IDLE, "error"): Ours.MUST_CLOSE,
+    (Ours.RESPOND, "error"): Ours.MUST_CLOSE,
+}
+
+_IDLE, _HEAD, _BODY, _CLOSED, _ERROR = (Phase.IDLE, Phase.HEAD, Phase.BODY, Phase.CLOSED,
+                                        Phase.ERROR)
+_SMUGGLING_REASONS = ("Content-Length can't be present", "Transfer-Encoding can't be present",
+                      "Duplicate Content-Length")
+_VERSIONS = frozenset({"1.0", "1.1"})
+_INTERESTING_LENGTHS = frozenset({4, 6, 14, 17})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE_LINE = b"Connection: close\r\n"
+_KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
+_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+_STATUS_LINES: dict[tuple[int, str], bytes] = {}
+
+
+def status_line(status: int, server_name: str) -> bytes:
+    """`HTTP/1.1 <status> <reason>` and the Server header, cached per (status, server)."""
+    line = _STATUS_LINES.get((status, server_name))
+    if line is None:
+        line = (f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
+                f"Server: {server_name}\r\n").encode("latin-1")
+        _STATUS_LINES[(status, server_name)] = line
+    return line
+
+
+class DateCache:
+    """The Date header line for a wall-clock time, formatted once per second.
+
+    The state is one tuple, replaced at once, so concurrent readers never see a line from
+    one second paired with another second.
+    """
+
+    __slots__ = ("_cached",)
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, bytes] = (-1, b"")
+
+    def line(self, now: float) -> bytes:
+        second = int(now)
+        cached = self._cached
+        if cached[0] == second:
+            return cached[1]
+        line = b"Date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
+        self._cached = (second, line)
+        return line
+
+
+SHARED_DATE_CACHE = DateCache()
+"""One cache for every connection in the process (the date changes once a second)."""
+
+
+class ServerConnection:
+    """One HTTP/1.1 server connection's protocol state, with no I/O of its own."""
+
+    __slots__ = (
+        "config", "_parser", "_events", "_their", "_ours", "_error", "_callback_error",
+        "_request", "_current_open", "_continue_sent", "_date", "_server_name",
+        "_target", "_target_size", "_headers", "_head_size", "_stalled", "_progress",
+        "_content_length", "_transfer_encodings", "_hosts", "_expect_continue",
+        "_body_size", "_body_seen", "_in_trailers", "_keep_alive", "_send_body",
+        "_chunked", "_remaining", "_close_after", "_max_target", "_max_head",
+        "_max_headers", "_max_body", "_response", "requests")
+
+    def __init__(self, config: HttpConfig | None = None, *,
+                 date_cache: DateCache | None = None) -> None:
+        self.config = config = config or HttpConfig()
+        self._max_target = config.max_target_size
+        self._max_head = config.max_head_size
+        self._max_headers = config.max_headers
+        self._max_body = config.max_body_size
+        self._server_name = config.server_name
+        self._date = date_cache or SHARED_DATE_CACHE
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self._events: deque[Event | HttpError] = deque()
+        self._their = _IDLE
+        self._ours = Ours.IDLE
+        self._error: HttpError | None = None
+        self._callback_error: HttpError | None = None
+        self._request: Request | None = None
+        self._current_open = False  # a Request was handed out, its END_OF_MESSAGE not yet
+        self._continue_sent = False
+        self._stalled = 0
+        self._progress = False
+        self._send_body = True
+        self._chunked = False
+        self._remaining: int | None = None
+        self._close_after = False
+        self._response: Response | None = None
+        self.requests = 0
+        """Requests whose head has been parsed on this connection."""
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self._target: list[bytes] = []
+        self._target_size = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._content_length: bytes | None = None
+        self._transfer_encodings = 0
+        self._hosts = 0
+        self._expect_continue = False
+        self._body_size = 0
+        self._body_seen = False
+        self._in_trailers = False
+        self._keep_alive = True
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def their_phase(self) -> Phase:
+        return self._their
+
+    @property
+    def our_state(self) -> Ours:
+        return self._ours
+
+    @property
+    def must_close(self) -> bool:
+        """True once the last response ended the connection: close after sending it."""
+        return self._ours is Ours.MUST_CLOSE
+
+    @property
+    def has_buffered_events(self) -> bool:
+        """Events (requests, an error or EOF) are queued behind the current response."""
+        return bool(self._events)
+
+    @property
+    def current_request(self) -> Request | None:
+        return self._request
+
+    @property
+    def last_response(self) -> Response | None:
+        """The response started last (what an access log reports)."""
+        return self._response
+
+    @property
+    def sending_body(self) -> bool:
+        """After `start_response`: False when no body may follow (HEAD, 204, 304), so the
+        shell need not produce one."""
+        return self._send_body
+
+    def _transition(self, action: str) -> None:
+        try:
+            self._ours = _OUR_TRANSITIONS[(self._ours, action)]
+        except KeyError:
+            raise HttpUsageError(
+                f"cannot {action!r} while our side is {self._ours.value!r}: the response "
+                f"calls are out of order") from None
+
+    # -- input -------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes from the client; `b""` means the client closed its side (EOF).
+
+        Never raises for bad input: errors are queued and raised by `next_event()`.
+        """
+        parser = self._parser
+        if parser is None or self._their is _ERROR or self._their is _CLOSED:
+            return  # after an error or EOF, bytes have nowhere to go: the shell drains them
+        if not data:
+            self._receive_eof()
+            return
+        self._progress = False
+        while True:
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                # llhttp stops after an Upgrade/CONNECT head. We never switch protocols:
+                # the request is answered as HTTP (RFC 9110 7.8 lets a server ignore
+                # Upgrade) and the bytes after its head are parsed as the next request.
+                data = memoryview(data)[int(upgrade.args[0]):]
+                if data:
+                    continue
+            except httptools.HttpParserError as exc:
+                self._fail(self._callback_error or _map_parser_error(exc))
+                return
+            break
+        if self._their is _HEAD:
+            if self._progress:
+                self._stalled = 0
+            else:
+                # Inside one header field: llhttp holds these bytes until the field ends.
+                self._stalled += len(data)
+                if self._target_size + self._head_size + self._stalled > self._max_head:
+                    self._fail(HeaderFieldsTooLargeError(
+                        f"a header field grew past the {self._max_head}-byte limit on the "
+                        f"request head (HttpConfig.max_head_size) before it ended"))
+
+    def _receive_eof(self) -> None:
+        if self._their is _IDLE:
+            self._their = _CLOSED
+            self._events.append(CONNECTION_CLOSED)
+        else:
+            self._fail(IncompleteRequestError(
+                f"the client closed its side in the middle of a request "
+                f"({self._their.value} incomplete)"))
+
+    def _fail(self, error: HttpError) -> None:
+        self._their = _ERROR
+        self._callback_error = None
+        self._events.append(error)
+
+    # -- httptools callbacks (called by the parser inside receive_data) -------------------
+
+    def _raise(self, error: HttpError) -> None:
+        self._callback_error = error
+        raise error
+
+    def on_message_begin(self) -> None:
+        self._reset_message()
+        self._their = _HEAD
+        self._progress = True
+
+    def on_url(self, piece: bytes) -> None:
+        self._progress = True
+        self._target.append(piece)
+        self._target_size += len(piece)
+        if self._target_size > self._max_target:
+            self._raise(UriTooLongError(
+                f"the request target is longer than {self._max_target} bytes "
+                f"(HttpConfig.max_target_size)"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress = True
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size + self._target_size > self._max_head:
+            self._raise(HeaderFieldsTooLargeError(
+                f"the request head is larger than {self._max_head} bytes "
+                f"(HttpConfig.max_head_size)"))
+        if self._in_trailers:
+            return  # trailer fields are size-checked, then dropped
+        headers = self._headers
+        headers.append((name, value))
+        if len(headers) > self._max_headers:
+            self._raise(HeaderFieldsTooLargeError(
+                f"more than {self._max_headers} header fields (HttpConfig.max_headers)"))
+        length = len(name)
+        if length in _INTERESTING_LENGTHS:  # host, expect, content-length, transfer-encoding
+            lower = name.lower()
+            if lower == b"host":
+                self._hosts += 1
+            elif lower == b"content-length":
+                self._content_length = value
+            elif lower == b"transfer-encoding":
+                self._transfer_encodings += 1
+                if value.strip().lower() != b"chunked":
+                    self._raise(NotImplementedTransferCodingError(
+                        f"Transfer-Encoding {value.decode('latin-1')!r} is not supported; "
+                        f"only 'chunked' is"))
+            elif lower == b"expect":
+                if value.strip().lower() != b"100-continue":
+                    self._raise(ExpectationFailedError(
+                        f"Expect {value.decode('latin-1')!r} is not supported; only "
+                        f"'100-continue' is"))
+                self._expect_continue = True
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None
+        self._progress = True
+        self._stalled = 0
+        version = parser.get_http_version()
+        if version not in _VERSIONS:
+            self._raise(HttpVersionNotSupportedError(
+                f"HTTP/{version} is not supported; this server speaks HTTP/1.0 and 1.1"))
+        if self._hosts != 1 and (version == "1.1" or self._hosts > 1):
+            self._raise(MissingHostError(
+                f"an HTTP/{version} request needs exactly one Host header, got {self._hosts}"))
+        if self._transfer_encodings > 1:
+            self._raise(RequestSmugglingError("more than one Transfer-Encoding header"))
+        has_body = self._transfer_encodings > 0
+        if self._content_length is not None:
+            length = int(self._content_length)  # llhttp has checked it is all digits
+            if length > self._max_body:
+                self._raise(PayloadTooLargeError(
+                    f"the declared body of {length} bytes exceeds {self._max_body} "
+                    f"(HttpConfig.max_body_size)"))
+            has_body = has_body or length > 0
+        if has_body and parser.should_upgrade():
+            self._raise(BadRequestError("an Upgrade or CONNECT request with a body is not "
+                                        "supported"))
+        target = self._target[0] if len(self._target) == 1 else b"".join(self._target)
+        if not target:
+            self._raise(BadRequestError("empty request target"))
+        self._keep_alive = keep_alive = parser.should_keep_alive()
+        self._their = _BODY
+        self._in_trailers = True  # header fields from now on are trailers (chunked bodies)
+        self.requests += 1
+        self._events.append(Request(
+            parser.get_method().decode("ascii"), target, version, self._headers, keep_alive,
+            expect_continue=self._expect_continue and has_body and version == "1.1"))
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._max_body:
+            self._raise(PayloadTooLargeError(
+                f"the request body exceeds {self._max_body} bytes "
+                f"(HttpConfig.max_body_size)"))
+        self._body_seen = True
+        self._events.append(Data(body))
+
+    def on_chunk_complete(self) -> None:
+        self._progress = True
+
+    def on_message_complete(self) -> None:
+        self._in_trailers = False
+        self._their = _IDLE
+        self._progress = True
+        self._events.append(END_OF_MESSAGE)
+
+    def on_chunk_header(self) -> None:
+        self._progress = True
+
+    # -- events ------------------------------------------------------------------------
+
+    def next_event(self) -> Event:
+        """The next event, `NEED_DATA` or `PAUSED`; raises the queued `HttpError` in turn."""
+        events = self._events
+        if not events:
+            if self._error is not None:
+                raise self._error
+            return NEED_DATA
+        event = events[0]
+        kind = type(event)
+        if kind is Request:
+            if self._ours is not Ours.IDLE:
+                return PAUSED
+            events.popleft()
+            self._ours = Ours.RESPOND
+            self._request = event  # type: ignore[assignment]
+            self._current_open = True
+            self._continue_sent = False
+            self._close_after = False
+            return event  # type: ignore[return-value]
+        if kind is Data:
+            events.popleft()
+            return event  # type: ignore[return-value]
+        if event is END_OF_MESSAGE:
+            events.popleft()
+            self._current_open = False
+            return END_OF_MESSAGE
+        if event is CONNECTION_CLOSED:
+            if self._ours is not Ours.IDLE and self._ours is not Ours.MUST_CLOSE:
+                return PAUSED
+            events.popleft()
+            return CONNECTION_CLOSED
+        assert isinstance(event, HttpError)
+        if not self._current_open and self._ours is not Ours.IDLE:
+            return PAUSED  # the error belongs to the next request: answer this one first
+        events.popleft()
+        self._error = event
+        raise event
+
+    # -- output ------------------------------------------------------------------------
+
+    def send_continue(self) -> bytes:
+        """`100 Continue` if the current request asked for it and its body has not begun
+        (else b""). The shell sends it when it is ready to read the body."""
+        self._transition("continue")
+        request = self._request
+        if (request is None or not request.expect_continue or self._continue_sent
+                or self._body_seen or not self._current_open):
+            return b""
+        self._continue_sent = True
+        return _CONTINUE
+
+    def _head(self, response: Response, now: float, framing: bytes) -> bytes:
+        """The response head; decides keep-alive and whether a body follows."""
+        request = self._request
+        assert request is not None
+        self._response = response
+        keep_alive = request.keep_alive and not response.close and not self._current_open
+        status = response.status
+        self._send_body = request.method != "HEAD" and status_allows_body(status)
+        if not status_allows_body(status):
+            framing = b""
+        if framing is _CLOSE_DELIMITED:
+            keep_alive = False
+            framing = b""
+        self._close_after = not keep_alive
+        if not keep_alive:
+            connection = _CLOSE_LINE
+        elif request.http_version == "1.0":
+            connection = _KEEP_ALIVE_LINE
+        else:
+            connection = b""
+        return b"".join((status_line(status, self._server_name), self._date.line(now),
+                         connection, response.header_block(), framing, b"\r\n"))
+
+    def respond(self, response: Response, now: float) -> bytes:
+        """A whole response with a bytes body, as one bytes object (the fast path)."""
+        body = response.body
+        if not isinstance(body, bytes):
+            raise HttpUsageError("a streamed body goes through start_response / send_body "
+                                 "/ end_response")
+        self._transition("done")
+        head = self._head(response, now, b"")
+        self._finish()
+        if self._send_body and body:
+            return head + body
+        return head
+
+    def start_response(self, response: Response, now: float) -> bytes:
+        """The head of a response whose body follows in `send_body` pieces."""
+        self._transition("head")
+        length = response.content_length
+        request = self._request
+        assert request is not None
+        if length is not None:
+            framing = b""  # Content-Length is part of the header block
+            self._chunked = False
+        elif request.http_version == "1.1":
+            framing = _CHUNKED_LINE
+            self._chunked = True
+        else:
+            framing = _CLOSE_DELIMITED
+            self._chunked = False
+        head = self._head(response, now, framing)
+        if not self._send_body:
+            self._chunked = False
+        self._remaining = length if self._send_body else None
+        return head
+
+    def send_body(self, data: bytes | bytearray | memoryview) -> bytes:
+        """One piece of the body, framed (b"" for HEAD, 204 and 304)."""
+        self._transition("body")
+        if not self._send_body or not data:
+            return b""
+        if self._chunked:
+            return b"".join((b"%x\r\n" % len(data), data, b"\r\n"))
+        remaining = self._remaining
+        if remaining is not None:
+            if len(data) > remaining:
+                raise HttpUsageError(f"body piece of {len(data)} bytes exceeds the "
+                                     f"{remaining} left of the response's Content-Length")
+            self._remaining = remaining - len(data)
+        return bytes(data)
+
+    def end_response(self) -> bytes:
+        """Ends the streamed response (the last chunk, for chunked framing)."""
+        if self._ours is Ours.SEND_BODY and self._remaining:
+            raise HttpUsageError(f"the response ended {self._remaining} bytes short of its "
+                                 f"Content-Length: abort the connection instead")
+        self._transition("done")
+        tail = b"0\r\n\r\n" if self._chunked else b""
+        self._finish()
+        return tail
+
+    def _finish(self) -> None:
+        self._chunked = False
+        self._remaining = None
+        if self._close_after:
+            self._ours = Ours.MUST_CLOSE
+
+    def error_response(self, error: HttpError, now: float) -> bytes:
+        """The response to `error` (its `status_hint`, a short text body,
+        `Connection: close`). Afterwards the connection must close."""
+        self._transition("error")
+        text = f"{error.status_hint} {error.reason}: {error.message}\n".encode()
+        request = self._request if self._current_open else None
+        send_body = request is None or request.method != "HEAD"
+        head = b"".join((
+            status_line(error.status_hint, self._server_name), self._date.line(now),
+            _CLOSE_LINE, b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n\r\n" % len(text)))
+        return head + text if send_body else head
+
+    def close(self) -> None:
+        """Drop the parser (and the reference cycle it makes with this object)."""
+        self._parser = None
+        self._events.clear()
+
+
+_CLOSE_DELIMITED = b"<close-delimited>"
+"""Marker framing: HTTP/1.0 stream of unknown length, ended by closing the connection."""
+
+
+def _map_parser_error(exc: httptools.HttpParserError) -> HttpError:
+    reason = str(exc) or type(exc).__name__
+    if any(marker in reason for marker in _SMUGGLING_REASONS):
+        return RequestSmugglingError(f"ambiguous message framing: {reason}")
+    if isinstance(exc, httptools.HttpParserInvalidMethodError):
+        return BadRequestError(f"not an HTTP request (invalid method): {reason}")
+    return BadRequestError(f"malformed request: {reason}")
