@@ -105,11 +105,12 @@ _IDLE, _HEAD, _BODY, _CLOSED, _ERROR = (Phase.IDLE, Phase.HEAD, Phase.BODY, Phas
                                         Phase.ERROR)
 _SMUGGLING_REASONS = ("Content-Length can't be present", "Transfer-Encoding can't be present",
                       "Duplicate Content-Length")
-_VERSIONS = frozenset({"1.0", "1.1"})
 _INTERESTING_LENGTHS = frozenset({4, 6, 14, 17})
+_VERSIONS = frozenset({"1.0", "1.1"})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE_LINE = b"Connection: close\r\n"
-_KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
+_CLOSE_END = b"Connection: close\r\n\r\n"
+_KEEP_ALIVE_END = b"Connection: keep-alive\r\n\r\n"
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 _STATUS_LINES: dict[tuple[int, str], bytes] = {}
 
@@ -157,8 +158,8 @@ class ServerConnection:
         "config", "_parser", "_events", "_their", "_ours", "_error", "_callback_error",
         "_request", "_current_open", "_continue_sent", "_date", "_server_name",
         "_target", "_target_size", "_headers", "_head_size", "_stalled", "_progress",
-        "_content_length", "_transfer_encodings", "_hosts", "_expect_continue",
-        "_body_size", "_body_seen", "_in_trailers", "_keep_alive", "_send_body",
+        "_content_length", "_transfer_encodings", "_hosts", "_expect_continue", "_special",
+        "_body_size", "_body_seen", "_in_trailers", "_send_body",
         "_chunked", "_remaining", "_close_after", "_max_target", "_max_head",
         "_max_headers", "_max_body", "_response", "requests")
 
@@ -192,10 +193,11 @@ class ServerConnection:
         self._reset_message()
 
     def _reset_message(self) -> None:
-        self._target: list[bytes] = []
+        self._target = b""
         self._target_size = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._special = False  # Content-Length, Transfer-Encoding or Expect was seen
         self._content_length: bytes | None = None
         self._transfer_encodings = 0
         self._hosts = 0
@@ -203,7 +205,6 @@ class ServerConnection:
         self._body_size = 0
         self._body_seen = False
         self._in_trailers = False
-        self._keep_alive = True
 
     # -- state -------------------------------------------------------------------------
 
@@ -308,13 +309,23 @@ class ServerConnection:
         raise error
 
     def on_message_begin(self) -> None:
-        self._reset_message()
         self._their = _HEAD
         self._progress = True
+        self._target = b""
+        self._target_size = self._head_size = self._hosts = self._body_size = 0
+        self._headers = []
+        self._body_seen = self._in_trailers = False
+        if self._special:
+            self._special = self._expect_continue = False
+            self._content_length = None
+            self._transfer_encodings = 0
 
     def on_url(self, piece: bytes) -> None:
         self._progress = True
-        self._target.append(piece)
+        if self._target:
+            self._target += piece  # rare: the target came in several reads
+        else:
+            self._target = piece
         self._target_size += len(piece)
         if self._target_size > self._max_target:
             self._raise(UriTooLongError(
@@ -340,7 +351,9 @@ class ServerConnection:
             lower = name.lower()
             if lower == b"host":
                 self._hosts += 1
-            elif lower == b"content-length":
+                return
+            self._special = True
+            if lower == b"content-length":
                 self._content_length = value
             elif lower == b"transfer-encoding":
                 self._transfer_encodings += 1
@@ -367,6 +380,20 @@ class ServerConnection:
         if self._hosts != 1 and (version == "1.1" or self._hosts > 1):
             self._raise(MissingHostError(
                 f"an HTTP/{version} request needs exactly one Host header, got {self._hosts}"))
+        expect_continue = self._special and self._check_framing(parser, version)
+        target = self._target
+        if not target:
+            self._raise(BadRequestError("empty request target"))
+        self._their = _BODY
+        self._in_trailers = True  # header fields from now on are trailers (chunked bodies)
+        self.requests += 1
+        self._events.append(Request(
+            parser.get_method().decode("ascii"), target, version, self._headers,
+            parser.should_keep_alive(), expect_continue=expect_continue))
+
+    def _check_framing(self, parser: httptools.HttpRequestParser, version: str) -> bool:
+        """Body framing checks (llhttp has already refused CL with TE and duplicate CLs).
+        Returns whether the client waits for `100 Continue`."""
         if self._transfer_encodings > 1:
             self._raise(RequestSmugglingError("more than one Transfer-Encoding header"))
         has_body = self._transfer_encodings > 0
@@ -380,16 +407,7 @@ class ServerConnection:
         if has_body and parser.should_upgrade():
             self._raise(BadRequestError("an Upgrade or CONNECT request with a body is not "
                                         "supported"))
-        target = self._target[0] if len(self._target) == 1 else b"".join(self._target)
-        if not target:
-            self._raise(BadRequestError("empty request target"))
-        self._keep_alive = keep_alive = parser.should_keep_alive()
-        self._their = _BODY
-        self._in_trailers = True  # header fields from now on are trailers (chunked bodies)
-        self.requests += 1
-        self._events.append(Request(
-            parser.get_method().decode("ascii"), target, version, self._headers, keep_alive,
-            expect_continue=self._expect_continue and has_body and version == "1.1"))
+        return self._expect_continue and has_body and version == "1.1"
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -465,62 +483,52 @@ class ServerConnection:
         self._continue_sent = True
         return _CONTINUE
 
-    def _head(self, response: Response, now: float, framing: bytes) -> bytes:
-        """The response head; decides keep-alive and whether a body follows."""
-        request = self._request
-        assert request is not None
+    def _connection_line(self, request: Request, response: Response,
+                         close: bool = False) -> bytes:
+        """Decides keep-alive for this response: the Connection line that says so."""
         self._response = response
-        keep_alive = request.keep_alive and not response.close and not self._current_open
-        status = response.status
-        self._send_body = request.method != "HEAD" and status_allows_body(status)
-        if not status_allows_body(status):
-            framing = b""
-        if framing is _CLOSE_DELIMITED:
-            keep_alive = False
-            framing = b""
-        self._close_after = not keep_alive
-        if not keep_alive:
-            connection = _CLOSE_LINE
-        elif request.http_version == "1.0":
-            connection = _KEEP_ALIVE_LINE
-        else:
-            connection = b""
-        return b"".join((status_line(status, self._server_name), self._date.line(now),
-                         connection, response.header_block(), framing, b"\r\n"))
+        if request.keep_alive and not response.close and not self._current_open and not close:
+            self._close_after = False
+            return _KEEP_ALIVE_END if request.http_version == "1.0" else b"\r\n"
+        self._close_after = True
+        return _CLOSE_END
 
     def respond(self, response: Response, now: float) -> bytes:
         """A whole response with a bytes body, as one bytes object (the fast path)."""
+        if self._ours is not Ours.RESPOND:
+            self._transition("done")  # raises: out of order
         body = response.body
-        if not isinstance(body, bytes):
+        if type(body) is not bytes:
             raise HttpUsageError("a streamed body goes through start_response / send_body "
                                  "/ end_response")
-        self._transition("done")
-        head = self._head(response, now, b"")
-        self._finish()
-        if self._send_body and body:
-            return head + body
-        return head
+        request = self._request
+        assert request is not None
+        end = self._connection_line(request, response)
+        self._ours = Ours.MUST_CLOSE if self._close_after else Ours.IDLE
+        head = response.encoded_head(self._server_name)
+        if body and request.method != "HEAD":
+            return b"".join((head, self._date.line(now), end, body))
+        return b"".join((head, self._date.line(now), end))
 
     def start_response(self, response: Response, now: float) -> bytes:
         """The head of a response whose body follows in `send_body` pieces."""
         self._transition("head")
-        length = response.content_length
         request = self._request
         assert request is not None
-        if length is not None:
-            framing = b""  # Content-Length is part of the header block
-            self._chunked = False
-        elif request.http_version == "1.1":
-            framing = _CHUNKED_LINE
-            self._chunked = True
-        else:
-            framing = _CLOSE_DELIMITED
-            self._chunked = False
-        head = self._head(response, now, framing)
-        if not self._send_body:
-            self._chunked = False
-        self._remaining = length if self._send_body else None
-        return head
+        status = response.status
+        self._send_body = request.method != "HEAD" and status_allows_body(status)
+        framing = b""
+        self._chunked = close_delimited = False
+        if response.content_length is None and status_allows_body(status):
+            if request.http_version == "1.1":
+                framing = _CHUNKED_LINE
+                self._chunked = self._send_body
+            else:
+                close_delimited = True  # HTTP/1.0: the end of the body is our close
+        end = self._connection_line(request, response, close_delimited)
+        self._remaining = response.content_length if self._send_body else None
+        return b"".join((response.encoded_head(self._server_name), framing,
+                         self._date.line(now), end))
 
     def send_body(self, data: bytes | bytearray | memoryview) -> bytes:
         """One piece of the body, framed (b"" for HEAD, 204 and 304)."""
@@ -570,10 +578,6 @@ class ServerConnection:
         """Drop the parser (and the reference cycle it makes with this object)."""
         self._parser = None
         self._events.clear()
-
-
-_CLOSE_DELIMITED = b"<close-delimited>"
-"""Marker framing: HTTP/1.0 stream of unknown length, ended by closing the connection."""
 
 
 def _map_parser_error(exc: httptools.HttpParserError) -> HttpError:

@@ -84,11 +84,11 @@ class Request:
                  expect_continue: bool = False) -> None:
         self.method = method
         self.target = target
-        path, _, query = target.partition(b"?")
+        path, question, query = target.partition(b"?")
         if path[:1] != b"/":
             path = _origin_path(path)
         self.path = path.decode("latin-1")
-        self.query = query.partition(b"#")[0].decode("latin-1")
+        self.query = query.partition(b"#")[0].decode("latin-1") if question else ""
         self.http_version = http_version
         self.raw_headers = raw_headers
         self.keep_alive = keep_alive
@@ -129,7 +129,7 @@ class Response:
     server's: pass `content_length` / `close=True` instead.
     """
 
-    __slots__ = ("status", "headers", "body", "content_length", "close", "_block")
+    __slots__ = ("status", "headers", "body", "content_length", "close", "_head")
 
     def __init__(self, status: int = 200, headers: Iterable[tuple[str, str]] = (),
                  body: Body = b"", *, content_length: int | None = None,
@@ -153,7 +153,7 @@ class Response:
         self.body: Body = body
         self.content_length = content_length
         self.close = close
-        self._block: bytes | None = None
+        self._head: tuple[str, bytes] = ("", b"")
 
     @classmethod
     def text(cls, text: str, status: int = 200, *, headers: Iterable[tuple[str, str]] = (),
@@ -162,16 +162,20 @@ class Response:
         return cls(status, (("Content-Type", "text/plain; charset=utf-8"), *headers),
                    text.encode(), close=close)
 
-    def header_block(self) -> bytes:
-        """The encoded header fields plus Content-Length (when known), without the final
-        CRLF; computed once per Response."""
-        block = self._block
-        if block is None:
-            lines = [f"{name}: {value}\r\n" for name, value in self.headers]
-            if self.content_length is not None and status_allows_body(self.status):
-                lines.append(f"Content-Length: {self.content_length}\r\n")
-            block = self._block = "".join(lines).encode("latin-1")
-        return block
+    def encoded_head(self, server_name: str) -> bytes:
+        """Status line, Server, the header fields and Content-Length (when known), without
+        Date, Connection and the final CRLF; encoded once per Response (and server)."""
+        cached = self._head
+        if cached[0] == server_name:
+            return cached[1]
+        lines = [f"HTTP/1.1 {self.status} {reason_phrase(self.status)}\r\n",
+                 f"Server: {server_name}\r\n"]
+        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
+        if self.content_length is not None and status_allows_body(self.status):
+            lines.append(f"Content-Length: {self.content_length}\r\n")
+        head = "".join(lines).encode("latin-1")
+        self._head = (server_name, head)
+        return head
 
     def __repr__(self) -> str:
         kind = "bytes" if isinstance(self.body, bytes) else "stream"
