@@ -429,3 +429,37 @@ def run_transfer(net: SimNet, plan: Iterable[tuple[str, bytes]], *, stream: bool
             raise AssertionError(
                 f"transfer incomplete after {limit_ms} ms: got {[len(got[s]) for s in got]} "
                 f"messages, sent {net.sent} datagrams, lost {net.lost}")
+
+
+# -- invariants -------------------------------------------------------------------------
+
+
+def check_invariants(kcp: Kcp) -> None:
+    """Structural invariants of our control block that hold whatever it was fed."""
+    u32_fields = ("snd_una", "snd_nxt", "rcv_nxt", "current", "ts_flush", "ts_probe",
+                  "cwnd", "incr", "ssthresh", "rmt_wnd", "state", "probe_wait")
+    for name in u32_fields:
+        value = getattr(kcp, name)
+        assert 0 <= value <= M32, f"{name} = {value} is not a u32"
+    assert kcp.state in (0, M32)
+    assert 0 <= kcp.rx_rto <= 60000
+    assert kcp.rmt_wnd <= 0xFFFF
+    snd_buf = list(kcp._snd_buf)
+    if snd_buf:
+        assert kcp.snd_una == snd_buf[0]
+        flight = (kcp.snd_nxt - kcp.snd_una) & M32
+        assert all((sn - kcp.snd_una) & M32 < flight for sn in snd_buf)
+        offsets = [(sn - kcp.snd_una) & M32 for sn in snd_buf]
+        assert offsets == sorted(offsets)
+        assert all(seg.sn == sn for sn, seg in kcp._snd_buf.items())
+    else:
+        assert kcp.snd_una == kcp.snd_nxt
+    assert kcp.nrcv_que <= kcp.rcv_wnd
+    for sn in kcp._rcv_buf:
+        assert (sn - kcp.rcv_nxt) & M32 < kcp.rcv_wnd, "rcv_buf holds a segment off window"
+    if kcp.rcv_nxt in kcp._rcv_buf:
+        assert kcp.nrcv_que >= kcp.rcv_wnd, "an in-order segment was left in rcv_buf"
+    assert len(kcp._acklist) % 2 == 0
+    for frg, data in kcp._rcv_queue:
+        assert 0 <= frg <= 255
+        assert isinstance(data, bytes)

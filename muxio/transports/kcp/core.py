@@ -716,6 +716,9 @@ class Kcp:
         append = parts.append
         size = 0
 
+        # the reference builds ACKs in one template segment and then reuses it for WASK/WINS,
+        # so a probe carries the ts and sn of the last ACK of this flush (0, 0 if none)
+        sn = ts = 0
         acklist = self._acklist
         if acklist:
             it = iter(acklist)
@@ -756,7 +759,7 @@ class Kcp:
                     parts = []
                     append = parts.append
                     size = 0
-                append(_pack(conv, CMD_WASK, 0, wnd, 0, 0, una, 0))
+                append(_pack(conv, CMD_WASK, 0, wnd, ts, sn, una, 0))
                 size += OVERHEAD
             if probe & ASK_TELL:
                 if size + OVERHEAD > mtu and size:
@@ -764,7 +767,7 @@ class Kcp:
                     parts = []
                     append = parts.append
                     size = 0
-                append(_pack(conv, CMD_WINS, 0, wnd, 0, 0, una, 0))
+                append(_pack(conv, CMD_WINS, 0, wnd, ts, sn, una, 0))
                 size += OVERHEAD
             self.probe = 0
 
