@@ -168,7 +168,8 @@ class StreamTransportConformance(ABC):
         pair.server_transport.resume_reading()
         pair.run_until(lambda: len(pair.server.received) >= written)
         pair.run_until(lambda: not pair.client.writing_paused)
-        assert pair.client.pauses == pair.client.resumes == 1
+        # Receive windows/buffers may absorb a first burst, so pauses can repeat; they pair.
+        assert pair.client.pauses == pair.client.resumes >= 1
         assert bytes(pair.server.received) == b"f" * written
 
     def test_writing_more_and_eof_from_resume_writing(self, pair_factory: Any) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from muxio.transports import tcp
+from muxio.transports.kcp import transport as kcp
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class StreamTransportSpec:
 
 STREAM_TRANSPORTS: dict[str, StreamTransportSpec] = {
     "tcp": StreamTransportSpec("tcp", tcp.serve, tcp.connect, "TCP over IPv4/IPv6"),
+    "kcp": StreamTransportSpec("kcp", kcp.serve, kcp.connect,
+                               "KCP (ikcp-compatible ARQ) over UDP, many sessions per port"),
 }
 
 

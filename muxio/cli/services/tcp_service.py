@@ -1,10 +1,9 @@
-"""A Service made of one TCP server (what echo, http and chat need)."""
+"""A Service made of one stream server, TCP or KCP (what echo, http and chat need)."""
 
 from __future__ import annotations
 
 import socket
-
-from muxio.transports.tcp import TcpServer
+from typing import Any
 
 
 def format_address(address: tuple[str, int]) -> str:
@@ -13,11 +12,12 @@ def format_address(address: tuple[str, int]) -> str:
 
 
 class TcpService:
-    def __init__(self, server: TcpServer) -> None:
+    def __init__(self, server: Any, transport: str = "tcp") -> None:
         self.server = server
+        self.transport = transport
 
     def describe(self) -> str:
-        return ", ".join(f"tcp {format_address(sock.getsockname())}"
+        return ", ".join(f"{self.transport} {format_address(sock.getsockname())}"
                          for sock in self.server.sockets if sock.family != socket.AF_UNIX)
 
     def close(self) -> None:

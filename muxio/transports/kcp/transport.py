@@ -1,0 +1,645 @@
+"""KCP over UDP: many sessions on one port, each a stream Transport like TCP's.
+
+Theory of operation
+-------------------
+Sessions. One UDP socket serves every session; a datagram is routed by (peer address,
+conv). A datagram for an unknown pair opens a session only if it is a valid KCP PUSH of
+sequence number 0 (the first segment a peer ever sends), so stray or late datagrams do
+not create sessions; recently closed pairs are remembered for a while and ignored.
+
+Timing. KCP is driven event by event (ARCHITECTURE.md): after every `input` and every
+`send` the session flushes at once, so ACKs and data leave immediately. A loop timer is
+set only while something is in flight (`waitsnd() > 0`), at the time `check()` asks for,
+to retransmit or probe. Idle sessions cost no timer at all.
+
+Streams over messages. The core runs in message mode: each `write` becomes messages of
+at most `MAX_MESSAGE` bytes, and an *empty* message marks end-of-stream (`write_eof`,
+`close`). A plain ikcp peer in message mode interoperates as is. `abort` sends a reset
+datagram (a 24-byte KCP header with cmd `CMD_RESET`, which a C peer ignores as an unknown
+command) so the peer learns at once instead of waiting for its idle timeout.
+
+Flow control. Reading paused = messages stay in KCP's receive queue, its advertised window
+shrinks to 0 and the sender stops (KCP's own backpressure); resuming drains the queue and
+the core announces the reopened window at once (WINS). Writing: bytes waiting in the send
+queue and in flight count against the water marks (pause_writing / resume_writing).
+
+Closing. `close` sends EOF after the data and waits until everything is acknowledged.
+A session whose peer stops acknowledging (dead link: a segment sent `dead_link` times) or
+that stays silent for `idle_timeout` seconds is closed with `TimeoutError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+from muxio.futures import Future
+from muxio.loop import Loop, TimerHandle
+from muxio.protocols import Protocol, ProtocolFactory
+from muxio.transports.flow import FlowControl, water_marks
+from muxio.transports.kcp.core import FAST, Kcp, KcpProfile
+from muxio.transports.tcp import listen_addresses
+
+log = logging.getLogger("muxio.kcp")
+
+MAX_MESSAGE = 64 * 1024
+"""Bytes per KCP message (48 fragments at the default MTU; the receive window is 128)."""
+CMD_RESET = 0x60
+"""Out-of-band 'reset' command of muxio's session layer (unknown to ikcp, so ignored)."""
+_HEADER = struct.Struct("<IBBHIIII")
+_CMD_PUSH = 81
+_CMD_WASK = 83
+_OPENING_COMMANDS = frozenset({_CMD_PUSH, _CMD_WASK})
+"""A session opens on the first PUSH (sn 0) or on the WASK muxio's client sends at once."""
+_MAX_DATAGRAM = 65535
+_DATAGRAMS_PER_WAKEUP = 64
+_RECENTLY_CLOSED_SECONDS = 30.0
+LINGER_SECONDS = 10.0
+"""How long a locally closed session keeps ACKing a peer that has not sent its EOF."""
+_CONNECT_ERRORS = (ConnectionRefusedError, ConnectionResetError)
+
+
+def now_ms(loop: Loop) -> int:
+    return int(loop.time() * 1000.0) & 0xFFFFFFFF
+
+
+class KcpTransport(FlowControl):
+    """One KCP session: the Transport a stream Protocol gets, as on TCP."""
+
+    __slots__ = ("_loop", "_endpoint", "_address", "_conv", "_kcp", "_timer", "_timer_at",
+                 "_reading", "_closing", "_eof_sent", "_eof_received", "_lost", "_extra",
+                 "_idle_timeout", "_last_heard", "_idle_timer", "_close_when_acked",
+                 "_mss", "_gone", "_lingering")
+
+    def __init__(self, loop: Loop, endpoint: KcpEndpoint, address: Any, conv: int,  # noqa: PLR0917
+                 protocol: Protocol, profile: KcpProfile, idle_timeout: float | None) -> None:
+        self._loop = loop
+        self._endpoint = endpoint
+        self._address = address
+        self._conv = conv
+        self._protocol: Protocol = protocol
+        self._kcp = Kcp(conv, self._output)
+        self._kcp.apply_profile(profile)
+        self._mss = self._kcp.mss
+        self._kcp.update(now_ms(loop))
+        self._timer: TimerHandle | None = None
+        self._timer_at = 0.0
+        self._high_water, self._low_water = water_marks(None, None)
+        self._writing_paused = False
+        self._reading = True
+        self._closing = False
+        self._eof_sent = False
+        self._eof_received = False
+        self._close_when_acked = False
+        self._lost = False  # connection_lost is scheduled; the protocol hears no more
+        self._gone = False  # removed from the endpoint; datagrams are no longer routed here
+        self._lingering = False  # closed locally, still ACKing the peer until its EOF
+        self._idle_timeout = idle_timeout
+        self._last_heard = loop.time()
+        self._idle_timer: TimerHandle | None = None
+        self._extra: dict[str, Any] = {
+            "peername": address, "sockname": endpoint.sock.getsockname(),
+            "socket": endpoint.sock, "transport": "kcp", "backend": loop.backend,
+            "conv": conv}
+        if idle_timeout is not None:
+            self._idle_timer = loop.call_later(idle_timeout, self._check_idle)
+
+    def start(self) -> None:
+        try:
+            self._protocol.connection_made(self)
+        except Exception as exc:
+            self._report_protocol_error(exc, "connection_made")
+            self.abort()
+
+    # -- datagrams in --------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes) -> None:
+        if self._gone:
+            return
+        self._last_heard = self._loop.time()
+        kcp = self._kcp
+        kcp.update(now_ms(self._loop))
+        if kcp.input(data) < 0:
+            log.debug("kcp %s conv %d: malformed datagram ignored", self._address, self._conv)
+            return
+        kcp.flush()  # ACKs (and data unlocked by the window) leave now
+        if self._lingering:
+            self._linger_input()
+            return
+        if self._reading:
+            self._deliver()
+        self._after_progress()
+
+    def _linger_input(self) -> None:
+        """Closed here: keep ACKing (and dropping) what the peer sends until its EOF."""
+        kcp = self._kcp
+        while (message := kcp.recv()) is not None:
+            if not message:
+                self._eof_received = True
+        kcp.flush()
+        if self._eof_received:
+            self._teardown()
+
+    def _deliver(self) -> None:
+        kcp = self._kcp
+        chunks: list[bytes] = []
+        while self._reading and not self._lost:
+            message = kcp.recv()
+            if message is None:
+                break
+            if not message:
+                if chunks:
+                    self._data(b"".join(chunks))
+                    chunks = []
+                self._eof()
+                break
+            chunks.append(message)
+            if len(chunks) >= 16:
+                self._data(b"".join(chunks))
+                chunks = []
+        if chunks:
+            self._data(b"".join(chunks))
+        kcp.flush()  # a reopened receive window is announced at once (WINS)
+
+    def _data(self, data: bytes) -> None:
+        if self._lost:
+            return
+        try:
+            self._protocol.data_received(data)
+        except Exception as exc:
+            self._report_protocol_error(exc, "data_received")
+            self.abort()
+
+    def _eof(self) -> None:
+        self._eof_received = True
+        self._reading = False
+        try:
+            keep_open = self._protocol.eof_received()
+        except Exception as exc:
+            self._report_protocol_error(exc, "eof_received")
+            self.abort()
+            return
+        if not keep_open or self._eof_sent:
+            self.close()
+
+    def pause_reading(self) -> None:
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._lost and not self._eof_received:
+            self._reading = True
+            self._loop.call_soon(self._resume_delivery)
+
+    def _resume_delivery(self) -> None:
+        if self._reading and not self._lost:
+            self._kcp.update(now_ms(self._loop))
+            self._deliver()
+            self._after_progress()
+
+    def is_reading(self) -> bool:
+        return self._reading and not self._closing
+
+    # -- datagrams out -------------------------------------------------------------------
+
+    def _output(self, datagram: bytes) -> None:
+        self._endpoint.send_datagram(datagram, self._address)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._eof_sent:
+            if self._closing or self._lost:
+                return
+            raise RuntimeError("write() after write_eof(): the write side is shut down")
+        if self._closing or self._lost or not data:
+            return
+        view = memoryview(data).cast("B")
+        kcp = self._kcp
+        kcp.update(now_ms(self._loop))
+        for start in range(0, len(view), MAX_MESSAGE):
+            kcp.send(bytes(view[start:start + MAX_MESSAGE]))
+        kcp.flush()
+        self._after_progress()
+        self._maybe_pause()
+
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(chunks))
+
+    def write_eof(self) -> None:
+        if self._eof_sent or self._lost:
+            return
+        self._eof_sent = True
+        kcp = self._kcp
+        kcp.update(now_ms(self._loop))
+        kcp.send(b"")  # an empty message is the end of the stream
+        kcp.flush()
+        self._after_progress()
+        if self._eof_received:
+            self.close()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return self._kcp.waitsnd() * self._mss
+
+    # -- timers --------------------------------------------------------------------------
+
+    def _after_progress(self) -> None:
+        """After input/send/timer: resume the writer, finish a close, rearm the timer."""
+        if self._lost:
+            return
+        kcp = self._kcp
+        if kcp.is_dead:
+            self._connection_failed(TimeoutError(
+                f"kcp peer {self._address} stopped acknowledging (dead link)"))
+            return
+        waiting = kcp.waitsnd()
+        if self._writing_paused:
+            self._maybe_resume()
+        if waiting == 0:
+            if self._close_when_acked:
+                self._finish_close()
+            elif self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        now = now_ms(self._loop)
+        delay = ((kcp.check(now) - now) & 0xFFFFFFFF) / 1000.0
+        when = self._loop.time() + delay
+        if self._timer is None or when < self._timer_at - 0.0005:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = when
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._lost:
+            return
+        self._kcp.update(now_ms(self._loop))
+        self._after_progress()
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        if self._lost or self._idle_timeout is None:
+            return
+        silent = self._loop.time() - self._last_heard
+        if silent >= self._idle_timeout:
+            self._connection_failed(TimeoutError(
+                f"kcp peer {self._address} silent for {silent:.1f} s (idle timeout)"))
+        else:
+            self._idle_timer = self._loop.call_later(self._idle_timeout - silent,
+                                                     self._check_idle)
+
+    # -- closing -------------------------------------------------------------------------
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost
+
+    def close(self) -> None:
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        self._reading = False
+        if not self._eof_sent:
+            self._eof_sent = True
+            self._kcp.update(now_ms(self._loop))
+            self._kcp.send(b"")
+            self._kcp.flush()
+        self._close_when_acked = True
+        self._after_progress()
+
+    def _finish_close(self) -> None:
+        """Everything we sent is acknowledged: the protocol is done. Like TCP's TIME_WAIT,
+        the session lingers (without its protocol) to ACK the peer until its EOF."""
+        self._lost = True
+        self._loop.call_soon(self._call_connection_lost, None)
+        if self._eof_received:
+            self._teardown()
+            return
+        self._lingering = True
+        for timer in (self._timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = None
+        self._idle_timer = self._loop.call_later(LINGER_SECONDS, self._teardown)
+        self._linger_input()
+
+    def abort(self) -> None:
+        if self._lost:
+            if self._lingering:
+                self._teardown()
+            return
+        self._endpoint.send_datagram(_HEADER.pack(self._conv, CMD_RESET, 0, 0, 0, 0, 0, 0),
+                                     self._address)
+        self._closing = True
+        self._teardown()
+        self._loop.call_soon(self._call_connection_lost, None)
+
+    def announce(self) -> None:
+        """Send a window probe (WASK) so that the peer opens its side of the session."""
+        window = max(0, self._kcp.rcv_wnd - self._kcp.nrcv_que)
+        self._endpoint.send_datagram(
+            _HEADER.pack(self._conv, _CMD_WASK, 0, window, 0, 0, 0, 0), self._address)
+
+    def reset_received(self) -> None:
+        """The peer aborted (CMD_RESET)."""
+        if self._lingering:
+            self._teardown()
+            return
+        self._connection_failed(ConnectionResetError(f"kcp peer {self._address} reset "
+                                                     f"the session"))
+
+    def _connection_failed(self, exc: Exception) -> None:
+        if self._lost:
+            return
+        log.debug("kcp %s conv %d: %s", self._address, self._conv, exc)
+        self._closing = True
+        self._teardown()
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _teardown(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        self._lost = True
+        self._reading = False
+        for timer in (self._timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._idle_timer = None
+        self._endpoint.forget(self)
+
+    def _call_connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        except Exception as error:
+            self._report_protocol_error(error, "connection_lost")
+
+    def _report_protocol_error(self, exc: Exception, what: str) -> None:
+        self._loop.call_exception_handler({
+            "message": f"{type(self._protocol).__name__}.{what} raised; aborting kcp session "
+                       f"{self._address} conv {self._conv}",
+            "exception": exc, "transport": self, "protocol": self._protocol})
+
+    # -- info ----------------------------------------------------------------------------
+
+    @property
+    def key(self) -> tuple[Any, int]:
+        return self._address, self._conv
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+    def statistics(self) -> dict[str, int]:
+        return {"waitsnd": self._kcp.waitsnd(), "retransmissions": self._kcp.xmit}
+
+    def __repr__(self) -> str:
+        return f"<KcpTransport {self._address} conv={self._conv}>"
+
+
+class KcpEndpoint:
+    """One UDP socket and the KCP sessions it carries (server: many; client: one)."""
+
+    def __init__(self, loop: Loop, sock: socket.socket, *, profile: KcpProfile,
+                 protocol_factory: ProtocolFactory | None, idle_timeout: float | None,
+                 max_sessions: int) -> None:
+        self._loop = loop
+        self.sock = sock
+        self._profile = profile
+        self._protocol_factory = protocol_factory
+        self._idle_timeout = idle_timeout
+        self._max_sessions = max_sessions
+        self.sessions: dict[tuple[Any, int], KcpTransport] = {}
+        self._recently_closed: dict[tuple[Any, int], float] = {}
+        self._closed = False
+        self._edge = loop.edge_triggered
+        self.dropped_datagrams = 0
+        loop.add_reader(sock.fileno(), self._read_ready)
+
+    @property
+    def connections(self) -> set[KcpTransport]:
+        """Live sessions (not those lingering after a local close)."""
+        return {session for session in self.sessions.values() if not session._lingering}
+
+    def stop_accepting(self) -> None:
+        """No new sessions; lingering ones are dropped; the socket closes when no live
+        session needs it any more."""
+        self._protocol_factory = None
+        for session in list(self.sessions.values()):
+            if session._lingering:
+                session._teardown()
+        if not self.sessions:
+            self.close()
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def _read_ready(self) -> None:
+        recvfrom = self.sock.recvfrom
+        for _ in range(_DATAGRAMS_PER_WAKEUP):
+            try:
+                data, address = recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except _CONNECT_ERRORS as exc:
+                # ICMP port unreachable on a connected client socket.
+                for session in list(self.sessions.values()):
+                    session._connection_failed(exc)
+                return
+            except OSError as exc:
+                log.warning("kcp endpoint recv failed: %r", exc)
+                return
+            self._route(data, address)
+            if self._closed:
+                return
+        if self._edge:
+            self._loop.call_soon(self._read_ready)
+
+    def _route(self, data: bytes, address: Any) -> None:
+        if len(data) < _HEADER.size:
+            self.dropped_datagrams += 1
+            return
+        conv, cmd, _frg, _wnd, _ts, sn, una, _length = _HEADER.unpack_from(data)
+        key = (address, conv)
+        session = self.sessions.get(key)
+        if session is not None:
+            if cmd == CMD_RESET:
+                session.reset_received()
+            else:
+                session.datagram_received(data)
+            return
+        if (self._protocol_factory is None or cmd not in _OPENING_COMMANDS or sn != 0
+                or una != 0 or key in self._recently_closed):
+            self.dropped_datagrams += 1
+            return
+        if len(self.sessions) >= self._max_sessions:
+            self.dropped_datagrams += 1
+            log.warning("kcp: session limit %d reached; datagram from %s dropped",
+                        self._max_sessions, address)
+            return
+        try:
+            protocol = self._protocol_factory()
+        except Exception as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol factory failed; kcp session refused", "exception": exc})
+            return
+        session = self.open_session(address, conv, protocol)
+        session.datagram_received(data)
+
+    def open_session(self, address: Any, conv: int, protocol: Protocol) -> KcpTransport:
+        session = KcpTransport(self._loop, self, address, conv, protocol, self._profile,
+                               self._idle_timeout)
+        self.sessions[session.key] = session
+        session.start()
+        return session
+
+    def send_datagram(self, datagram: bytes, address: Any) -> None:
+        if self._closed:
+            return
+        try:
+            self.sock.sendto(datagram, address)
+        except (BlockingIOError, InterruptedError):
+            self.dropped_datagrams += 1  # UDP: KCP will retransmit
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                log.warning("kcp send to %s failed: %r", address, exc)
+
+    def forget(self, session: KcpTransport) -> None:
+        if self.sessions.pop(session.key, None) is not None:
+            now = self._loop.time()
+            self._recently_closed[session.key] = now + _RECENTLY_CLOSED_SECONDS
+            if len(self._recently_closed) > 1024:
+                self._recently_closed = {key: until for key, until in
+                                         self._recently_closed.items() if until > now}
+        if self._protocol_factory is None and not self.sessions:
+            self.close()  # a client endpoint lives as long as its one session
+
+    def close(self) -> None:
+        """Stop receiving; sessions still open are aborted."""
+        if self._closed:
+            return
+        for session in list(self.sessions.values()):
+            session.abort()
+        self._closed = True
+        if not self._loop.is_closed():
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+class KcpServer:
+    """KCP sessions accepted on UDP sockets (one per address family for 'localhost')."""
+
+    def __init__(self, endpoints: list[KcpEndpoint]) -> None:
+        self.endpoints = endpoints
+
+    @property
+    def port(self) -> int:
+        return self.endpoints[0].port
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [endpoint.sock for endpoint in self.endpoints]
+
+    @property
+    def connections(self) -> set[KcpTransport]:
+        return {session for endpoint in self.endpoints for session in endpoint.connections}
+
+    def close(self) -> None:
+        """Stop accepting new sessions; established ones go on (see close_clients), and
+        each socket closes once its last session is gone."""
+        for endpoint in self.endpoints:
+            endpoint.stop_accepting()
+
+    def close_clients(self) -> None:
+        for session in list(self.connections):
+            session.close()
+
+    def abort_clients(self) -> None:
+        for session in list(self.connections):
+            session.abort()
+
+    def shutdown(self) -> None:
+        """Close every session and the sockets."""
+        self.close()
+        for endpoint in self.endpoints:
+            endpoint.close()
+
+
+def _udp_socket(family: int, rcvbuf: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rcvbuf)
+    except OSError:
+        pass
+    return sock
+
+
+def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
+          *, loop: Loop, profile: KcpProfile = FAST, idle_timeout: float | None = 120.0,
+          max_sessions: int = 10000, rcvbuf: int = 4 * 1024 * 1024) -> KcpServer:
+    """Accept KCP sessions on UDP `host:port` ('localhost' = 127.0.0.1 and ::1)."""
+    endpoints: list[KcpEndpoint] = []
+    try:
+        for family, address in listen_addresses(host, port, socket.SOCK_DGRAM):
+            sock = _udp_socket(family, rcvbuf)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                if port == 0 and endpoints:
+                    sock.bind((address[0], endpoints[0].port, *address[2:]))
+                else:
+                    sock.bind(address)
+            except OSError:
+                sock.close()
+                raise
+            endpoints.append(KcpEndpoint(loop, sock, profile=profile,
+                                         protocol_factory=protocol_factory,
+                                         idle_timeout=idle_timeout, max_sessions=max_sessions))
+    except OSError:
+        for endpoint in endpoints:
+            endpoint.close()
+        raise
+    return KcpServer(endpoints)
+
+
+def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Loop,
+            conv: int | None = None, profile: KcpProfile = FAST,
+            idle_timeout: float | None = 120.0,
+            rcvbuf: int = 4 * 1024 * 1024) -> Future[tuple[KcpTransport, Protocol]]:
+    """Open a KCP session to `host:port`. KCP has no handshake: the future completes at
+    once; an unreachable peer shows up later as connection_lost(ConnectionRefusedError)
+    (ICMP) or TimeoutError (dead link / idle timeout)."""
+    future: Future[tuple[KcpTransport, Protocol]] = Future(loop)
+    try:
+        family, _kind, _proto, _name, address = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)[0]
+        sock = _udp_socket(family, rcvbuf)
+        sock.connect(address)
+    except OSError as exc:
+        future.set_exception(exc)
+        return future
+    endpoint = KcpEndpoint(loop, sock, profile=profile, protocol_factory=None,
+                           idle_timeout=idle_timeout, max_sessions=1)
+    if conv is None:
+        conv = int.from_bytes(os.urandom(4), "little") or 1
+    protocol = protocol_factory()
+
+    def open_session() -> None:
+        session = endpoint.open_session(sock.getpeername(), conv, protocol)
+        # KCP has no handshake: a window probe lets the server open the session (and
+        # answer WINS) before we send data, and an unreachable port shows up as ICMP.
+        session.announce()
+        future.set_result((session, protocol))
+
+    loop.call_soon(open_session)
+    return future
+
+
