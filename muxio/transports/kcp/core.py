@@ -220,6 +220,11 @@ class Kcp:
     __slots__ = (
         "_acklist",
         "_emit",
+        "_fastlimit",
+        "_fastresend",
+        "_rescan",
+        "_scan_time",
+        "_scan_wait",
         "_rcv_buf",
         "_rcv_queue",
         "_snd_buf",
@@ -228,8 +233,6 @@ class Kcp:
         "current",
         "cwnd",
         "dead_link",
-        "fastlimit",
-        "fastresend",
         "incr",
         "interval",
         "mss",
@@ -294,8 +297,13 @@ class Kcp:
         self.ts_probe = 0
         self.probe_wait = 0
         self.dead_link = DEADLINK
-        self.fastresend = 0
-        self.fastlimit = FASTACK_LIMIT
+        self._fastresend = 0
+        self._fastlimit = FASTACK_LIMIT
+        # flush's shortcut (see _flush_data): no segment in snd_buf times out before
+        # _scan_time + _scan_wait, and no fast retransmission is possible unless _rescan
+        self._scan_time = 0
+        self._scan_wait = 0
+        self._rescan = True
         self.nocwnd = 0
         self.stream = 1 if stream else 0
         self._snd_queue: deque[_Segment] = deque()
@@ -359,6 +367,26 @@ class Kcp:
             self.rx_minrto = profile.rx_minrto
         self.fastlimit = profile.fastlimit
         self.dead_link = profile.dead_link
+
+    @property
+    def fastresend(self) -> int:
+        """Fast-retransmit threshold: resend after this many skipping ACKs (0 = off)."""
+        return self._fastresend
+
+    @fastresend.setter
+    def fastresend(self, value: int) -> None:
+        self._fastresend = value
+        self._rescan = True
+
+    @property
+    def fastlimit(self) -> int:
+        """A segment is fast-retransmitted only while sent at most this often (<= 0: always)."""
+        return self._fastlimit
+
+    @fastlimit.setter
+    def fastlimit(self, value: int) -> None:
+        self._fastlimit = value
+        self._rescan = True
 
     # -- introspection ------------------------------------------------------------------
 
@@ -675,6 +703,7 @@ class Kcp:
                     break
                 if distance and ((latest_ts - seg.ts) & _M) < _HALF:
                     seg.fastack += 1
+                    self._rescan = True
 
         if 0 < ((snd_una - prev_una) & _M) < _HALF:
             # congestion window growth
@@ -779,7 +808,14 @@ class Kcp:
             cwnd_eff = self.cwnd
         snd_buf = self._snd_buf
         rx_rto = self.rx_rto
+        rtomin = ((rx_rto >> 3) & _M) if self.nodelay_mode == 0 else 0
+        # Shortcut: when no segment already in flight can be due (see _scan_wait), only the
+        # segments moved now need a look; they come last in snd_buf, so the output is the
+        # same as the reference's walk over the whole buffer.
+        scan_time = self._scan_time
+        shortcut = not self._rescan and ((current - scan_time) & _M) < self._scan_wait
         queue = self._snd_queue
+        fresh: list[_Segment] = []
         if queue:
             snd_nxt = self.snd_nxt
             limit = (self.snd_una + cwnd_eff) & _M
@@ -794,45 +830,84 @@ class Kcp:
                 seg.xmit = 0
                 snd_buf[snd_nxt] = seg
                 snd_nxt = (snd_nxt + 1) & _M
+                if shortcut:
+                    fresh.append(seg)
             self.snd_nxt = snd_nxt
 
-        fastresend = self.fastresend
+        fastresend = self._fastresend
         resent = fastresend if fastresend > 0 else _M
-        rtomin = ((rx_rto >> 3) & _M) if self.nodelay_mode == 0 else 0
         change = 0
         lost = False
-        if snd_buf:
+        dead_link = self.dead_link
+        if shortcut:
+            wait = self._scan_wait
+            for seg in fresh:
+                seg.xmit = 1
+                rto = seg.rto = rx_rto & _M
+                resendts = seg.resendts = (current + rto + rtomin) & _M
+                due = (resendts - scan_time) & _M
+                if due == 0 or due > _HALF:
+                    wait = 0
+                elif due < wait:
+                    wait = due
+                data = seg.data
+                need = OVERHEAD + len(data)
+                if size + need > mtu and size:
+                    emit(b"".join(parts))
+                    parts = []
+                    append = parts.append
+                    size = 0
+                append(_pack(conv, CMD_PUSH, seg.frg, wnd, current, seg.sn, una, len(data)))
+                append(data)
+                size += need
+                if dead_link <= 1:
+                    self.state = STATE_DEAD
+            self._scan_wait = wait
+        elif snd_buf:
             nodelay = self.nodelay_mode
-            fastlimit = self.fastlimit
-            dead_link = self.dead_link
+            fastlimit = self._fastlimit
             dead = False
+            rescan = False
+            wait = 0x40000000  # 2**30: bounds how far the clock may move before a rescan
             for seg in snd_buf.values():
                 if seg.xmit == 0:
                     seg.xmit = 1
                     seg.rto = rx_rto & _M
                     seg.resendts = (current + seg.rto + rtomin) & _M
-                elif ((current - seg.resendts) & _M) < _HALF:
-                    seg.xmit += 1
-                    self.xmit += 1
-                    rto = seg.rto
-                    if nodelay == 0:
-                        step = rx_rto & _M
-                        rto += rto if rto > step else step
-                    elif nodelay < 2:
-                        rto += _div_trunc(_s32(rto), 2)
-                    else:
-                        rto += _div_trunc(_s32(rx_rto), 2)
-                    rto &= _M
-                    seg.rto = rto
-                    seg.resendts = (current + rto) & _M
-                    lost = True
-                elif seg.fastack >= resent and (seg.xmit <= fastlimit or fastlimit <= 0):
-                    seg.xmit += 1
-                    seg.fastack = 0
-                    seg.resendts = (current + seg.rto) & _M
-                    change += 1
                 else:
-                    continue
+                    due = (seg.resendts - current) & _M
+                    if due == 0 or due > _HALF:  # timeout
+                        seg.xmit += 1
+                        self.xmit += 1
+                        rto = seg.rto
+                        if nodelay == 0:
+                            step = rx_rto & _M
+                            rto += rto if rto > step else step
+                        elif nodelay < 2:
+                            rto += _div_trunc(_s32(rto), 2)
+                        else:
+                            rto += _div_trunc(_s32(rx_rto), 2)
+                        rto &= _M
+                        seg.rto = rto
+                        seg.resendts = (current + rto) & _M
+                        lost = True
+                        # a timeout keeps the fast-ack count: the next flush may fast-resend
+                        if seg.fastack >= resent and (seg.xmit <= fastlimit or fastlimit <= 0):
+                            rescan = True
+                    elif seg.fastack >= resent and (seg.xmit <= fastlimit or fastlimit <= 0):
+                        seg.xmit += 1
+                        seg.fastack = 0
+                        seg.resendts = (current + seg.rto) & _M
+                        change += 1
+                    else:
+                        if due < wait:
+                            wait = due
+                        continue
+                due = (seg.resendts - current) & _M
+                if due == 0 or due > _HALF:
+                    wait = 0
+                elif due < wait:
+                    wait = due
                 seg.ts = current
                 data = seg.data
                 need = OVERHEAD + len(data)
@@ -848,6 +923,13 @@ class Kcp:
                     dead = True
             if dead:
                 self.state = STATE_DEAD
+            self._scan_time = current
+            self._scan_wait = wait
+            self._rescan = rescan
+        else:
+            self._scan_time = current
+            self._scan_wait = 0x40000000
+            self._rescan = False
 
         if size:
             emit(b"".join(parts))
