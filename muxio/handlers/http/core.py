@@ -22,10 +22,10 @@ Two sides, two small state machines (the tables below are all the rules there ar
 - ours (the response to the request handed out last): `_OUR_TRANSITIONS`.
 
 Limits llhttp does not enforce are checked here, with memory bounded: the request target
-and every header field are counted as they complete; bytes that arrive in the middle of a
-header without completing anything are counted too (llhttp buffers an unfinished field
-inside itself), so a head larger than `max_head_size` is refused after at most one extra
-chunk, never buffered whole.
+and every header field are counted as they complete, and the bytes of a head still
+unfinished after a read are counted too (llhttp holds an unfinished field inside itself),
+so a head larger than `max_head_size` is refused at once, or one read later when it began
+behind a pipelined request; it is never buffered whole.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class ServerConnection:
     __slots__ = (
         "config", "_parser", "_events", "_their", "_ours", "_error", "_callback_error",
         "_request", "_current_open", "_continue_sent", "_date", "_server_name",
-        "_target", "_target_size", "_headers", "_head_size", "_stalled", "_progress",
+        "_target", "_target_size", "_headers", "_head_size", "_head_fed", "_completed",
         "_content_length", "_transfer_encodings", "_hosts", "_expect_continue", "_special",
         "_body_size", "_body_seen", "_in_trailers", "_send_body",
         "_chunked", "_remaining", "_close_after", "_max_target", "_max_head",
@@ -181,8 +181,8 @@ class ServerConnection:
         self._request: Request | None = None
         self._current_open = False  # a Request was handed out, its END_OF_MESSAGE not yet
         self._continue_sent = False
-        self._stalled = 0
-        self._progress = False
+        self._head_fed = 0
+        self._completed = 0
         self._send_body = True
         self._chunked = False
         self._remaining: int | None = None
@@ -262,7 +262,8 @@ class ServerConnection:
         if not data:
             self._receive_eof()
             return
-        self._progress = False
+        phase_before = self._their
+        completed_before = self._completed
         while True:
             try:
                 parser.feed_data(data)
@@ -278,15 +279,20 @@ class ServerConnection:
                 return
             break
         if self._their is _HEAD:
-            if self._progress:
-                self._stalled = 0
+            # The head is unfinished; llhttp may hold part of it inside (an unfinished
+            # field). Count the bytes that surely belong to it: all of this read if the
+            # head began before it or no earlier message ended in it; if one did, where
+            # the head began is unknown, so count from the next read.
+            if self._completed != completed_before:
+                self._head_fed = 0
+            elif phase_before is _HEAD:
+                self._head_fed += len(data)
             else:
-                # Inside one header field: llhttp holds these bytes until the field ends.
-                self._stalled += len(data)
-                if self._target_size + self._head_size + self._stalled > self._max_head:
-                    self._fail(HeaderFieldsTooLargeError(
-                        f"a header field grew past the {self._max_head}-byte limit on the "
-                        f"request head (HttpConfig.max_head_size) before it ended"))
+                self._head_fed = len(data)
+            if self._head_fed > self._max_head:
+                self._fail(HeaderFieldsTooLargeError(
+                    f"the request head grew past {self._max_head} bytes "
+                    f"(HttpConfig.max_head_size) before it ended"))
 
     def _receive_eof(self) -> None:
         if self._their is _IDLE:
@@ -310,7 +316,6 @@ class ServerConnection:
 
     def on_message_begin(self) -> None:
         self._their = _HEAD
-        self._progress = True
         self._target = b""
         self._target_size = self._head_size = self._hosts = self._body_size = 0
         self._headers = []
@@ -321,7 +326,6 @@ class ServerConnection:
             self._transfer_encodings = 0
 
     def on_url(self, piece: bytes) -> None:
-        self._progress = True
         if self._target:
             self._target += piece  # rare: the target came in several reads
         else:
@@ -333,7 +337,6 @@ class ServerConnection:
                 f"(HttpConfig.max_target_size)"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._progress = True
         self._head_size += len(name) + len(value) + 4
         if self._head_size + self._target_size > self._max_head:
             self._raise(HeaderFieldsTooLargeError(
@@ -371,8 +374,6 @@ class ServerConnection:
     def on_headers_complete(self) -> None:
         parser = self._parser
         assert parser is not None
-        self._progress = True
-        self._stalled = 0
         version = parser.get_http_version()
         if version not in _VERSIONS:
             self._raise(HttpVersionNotSupportedError(
@@ -418,17 +419,11 @@ class ServerConnection:
         self._body_seen = True
         self._events.append(Data(body))
 
-    def on_chunk_complete(self) -> None:
-        self._progress = True
-
     def on_message_complete(self) -> None:
         self._in_trailers = False
         self._their = _IDLE
-        self._progress = True
+        self._completed += 1
         self._events.append(END_OF_MESSAGE)
-
-    def on_chunk_header(self) -> None:
-        self._progress = True
 
     # -- events ------------------------------------------------------------------------
 
