@@ -6,6 +6,7 @@ under ``CI=true`` they fail instead, so CI can never silently lose them.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
@@ -17,7 +18,7 @@ SIOKCP_PIN = "siokcp==0.0.5"
 def require_siokcp() -> ModuleType:
     """The imported ``siokcp`` module; skip (or fail when CI=true) if it is missing."""
     try:
-        import siokcp
+        siokcp = importlib.import_module("siokcp")
     except ImportError:
         message = f"the C reference peer is not installed: pip install {SIOKCP_PIN}"
         if os.environ.get("CI", "").lower() == "true":

@@ -5,6 +5,7 @@ control field, and a simulated lossy network for interop runs."""
 from __future__ import annotations
 
 import heapq
+import os
 import random
 import struct
 from collections.abc import Callable, Iterable
@@ -14,6 +15,11 @@ from typing import Any
 from muxio.transports.kcp.core import Kcp
 
 HEADER = struct.Struct("<IBBHIIII")
+
+#: hypothesis examples per randomized test; raise it (KCP_EXAMPLES=5000) for a bug hunt
+EXAMPLES = int(os.environ.get("KCP_EXAMPLES", "120"))
+#: under CI the randomized tests replay the same examples every run (no flaky discoveries)
+DERANDOMIZE = os.environ.get("CI", "").lower() == "true"
 M32 = 0xFFFFFFFF
 CMD_NAMES = {81: "PUSH", 82: "ACK", 83: "WASK", 84: "WINS"}
 

@@ -4,7 +4,6 @@ hostile datagrams fed to the C reference in lockstep give identical reactions.""
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 from types import ModuleType
@@ -13,7 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from muxio.transports.kcp.core import FAST, Kcp
-from tests.kcp.harness import HEADER, M32, Duet, End, check_invariants
+from tests.kcp.harness import (
+    DERANDOMIZE,
+    EXAMPLES,
+    HEADER,
+    M32,
+    Duet,
+    End,
+    check_invariants,
+)
 
 CONV = 0x11223344
 MSS = 1376
@@ -120,8 +127,8 @@ def hostile_datagrams() -> st.SearchStrategy[bytes]:
 
 def _exchange(sender: Kcp, receiver: Kcp, messages: list[bytes], now: int) -> list[bytes]:
     """Send ``messages`` from sender to receiver without loss; what the receiver got."""
-    for message in messages:
-        assert sender.send(message) >= 0
+    for item in messages:
+        assert sender.send(item) >= 0
     got: list[bytes] = []
     for _ in range(5000):
         now += 10
@@ -138,7 +145,7 @@ def _exchange(sender: Kcp, receiver: Kcp, messages: list[bytes], now: int) -> li
     return got
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=300, deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.binary(max_size=300))
 def test_random_bytes_are_rejected_without_side_effects(junk: bytes) -> None:
@@ -153,7 +160,7 @@ def test_random_bytes_are_rejected_without_side_effects(junk: bytes) -> None:
     check_invariants(kcp)
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=300, deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(hostile_datagrams(), min_size=1, max_size=8))
 def test_hostile_input_keeps_invariants_and_sending_works(datagrams: list[bytes]) -> None:
@@ -178,7 +185,7 @@ def test_hostile_input_keeps_invariants_and_sending_works(datagrams: list[bytes]
     check_invariants(victim)
 
 
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=200, deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(st.binary(max_size=200).filter(
     lambda b: len(b) < 24 or b[:4] != struct.pack("<I", CONV)), max_size=10))
@@ -195,7 +202,7 @@ def test_rejected_garbage_does_not_disturb_a_transfer(junk: list[bytes]) -> None
     assert _exchange(a, b, messages, 0) == messages
 
 
-@settings(max_examples=int(os.environ.get("KCP_EXAMPLES", "120")), deadline=None,
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(hostile=st.lists(st.tuples(st.sampled_from("ab"), hostile_datagrams()),
                         min_size=1, max_size=6),

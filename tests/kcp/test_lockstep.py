@@ -63,8 +63,9 @@ def test_profiles_lossy_exchange(siokcp_module: ModuleType,
             if rng.random() < 0.5:
                 size = rng.choice([0, 1, 100, MSS - 1, MSS, MSS + 1, 3 * MSS + 7, 9000])
                 data = payload(rng, size)
-                if duet.send(side, data) >= 0:
-                    sent[side] += data
+                accepted = duet.send(side, data)
+                assert accepted == len(data)
+                sent[side] += data
         duet.tick(rng.choice([1, 5, 10, interval, 37]))
         duet.deliver("a", rng, loss=0.2, dup=0.05, reorder=round_ % 3 == 0)
         duet.deliver("b", rng, loss=0.2, dup=0.05, reorder=round_ % 4 == 0,

@@ -5,7 +5,6 @@ after a clean drain phase every accepted byte must have arrived."""
 
 from __future__ import annotations
 
-import os
 import random
 from types import ModuleType
 from typing import Any
@@ -13,10 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.kcp.harness import Duet, End
-
-#: examples per test; raise it (KCP_EXAMPLES=5000) for a longer bug hunt
-EXAMPLES = int(os.environ.get("KCP_EXAMPLES", "120"))
+from tests.kcp.harness import DERANDOMIZE, EXAMPLES, Duet, End
 
 SIDES = st.sampled_from(["a", "b"])
 
@@ -73,7 +69,9 @@ def configure(config: dict[str, Any]) -> Any:
     return setup
 
 
-def run(module: ModuleType, config: dict[str, Any], ops: list[tuple[Any, ...]]) -> Duet:
+def run(module: ModuleType, config: dict[str, Any],
+        ops: list[tuple[Any, ...]]) -> tuple[Duet, dict[str, list[bytes]]]:
+    """Apply ``ops`` in lockstep, then drain without loss; (duet, accepted sends)."""
     duet = Duet(module, start=config["clock"])
     duet.configure(configure(config))
     sent: dict[str, list[bytes]] = {"a": [], "b": []}
@@ -105,24 +103,27 @@ def run(module: ModuleType, config: dict[str, Any], ops: list[tuple[Any, ...]]) 
         idle = all(duet.sides[s].py.waitsnd() == 0 and not duet.pending[s] for s in "ab")
         if idle:
             break
+    return duet, sent
+
+
+def assert_delivered(duet: Duet, sent: dict[str, list[bytes]], stream: bool) -> None:
     for side, other in (("a", "b"), ("b", "a")):
-        if config["stream"]:
+        if stream:
             assert b"".join(duet.received[other]) == b"".join(sent[side])
         else:
             assert duet.received[other] == sent[side]
-    return duet
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(config=CONFIGS, ops=st.lists(OPS, min_size=5, max_size=80))
 def test_random_sequences_lockstep(siokcp_module: ModuleType, config: dict[str, Any],
                                    ops: list[tuple[Any, ...]]) -> None:
-    duet = run(siokcp_module, config, ops)
-    assert duet.sides["a"].datagrams + duet.sides["b"].datagrams == duet.datagrams
+    duet, sent = run(siokcp_module, config, ops)
+    assert_delivered(duet, sent, config["stream"])
 
 
-@settings(max_examples=max(10, EXAMPLES // 5), deadline=None,
+@settings(max_examples=max(10, EXAMPLES // 5), deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow])
 @given(config=CONFIGS, seed=st.integers(0, 2**32 - 1))
 def test_random_lossy_bulk_lockstep(siokcp_module: ModuleType, config: dict[str, Any],
@@ -139,5 +140,6 @@ def test_random_lossy_bulk_lockstep(siokcp_module: ModuleType, config: dict[str,
         ops.append(("deliver", "b", rng.getrandbits(32)))
         ops.append(("recv", "a"))
         ops.append(("recv", "b"))
-    duet = run(siokcp_module, config, ops)
+    duet, sent = run(siokcp_module, config, ops)
+    assert_delivered(duet, sent, config["stream"])
     assert duet.datagrams > 0

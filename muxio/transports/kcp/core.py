@@ -34,7 +34,10 @@ FASTACK_CONSERVE, where ``send`` returns the byte count).
 Hot paths (``input``, ``flush``, ``recv``) keep state in locals, parse headers with one
 ``struct.Struct`` and look segments up in dicts keyed by sequence number instead of walking
 lists. Received payloads are stored as ``(frg, bytes)`` tuples, so an unfragmented message is
-returned by ``recv`` without a copy.
+returned by ``recv`` without a copy. ``flush`` remembers, from its last full walk over
+``snd_buf``, how long no in-flight segment can time out and whether any may be fast-resent;
+until then it only looks at the segments it has just moved into flight (which the reference
+would send, and only those), so a flush after every ACK does not cost a walk over the window.
 """
 
 # Hot paths compare with `if` instead of calling min()/max(): it is measurably faster.
@@ -878,7 +881,7 @@ class Kcp:
                     due = (seg.resendts - current) & _M
                     if due == 0 or due > _HALF:  # timeout
                         seg.xmit += 1
-                        self.xmit += 1
+                        self.xmit = (self.xmit + 1) & _M
                         rto = seg.rto
                         if nodelay == 0:
                             step = rx_rto & _M
