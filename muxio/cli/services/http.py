@@ -57,13 +57,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log one INFO line per response (logger muxio.http.access)")
 
 
+_FLAGS = {"header_timeout": "--header-timeout", "keepalive_timeout": "--keepalive-timeout",
+          "body_timeout": "--body-timeout", "max_body_size": "--max-body"}
+
+
 def config_from(args: argparse.Namespace) -> HttpConfig:
     try:
         return HttpConfig(header_timeout=args.header_timeout,
                           keepalive_timeout=args.keepalive_timeout,
                           body_timeout=args.body_timeout, max_body_size=args.max_body)
     except ValueError as exc:
-        raise ConfigError(f"http: {exc}") from None
+        message = str(exc)
+        for field, flag in _FLAGS.items():
+            message = message.replace(f"HttpConfig.{field}", flag)
+        raise ConfigError(message) from None
 
 
 def build_app(args: argparse.Namespace) -> App:
