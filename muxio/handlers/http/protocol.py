@@ -154,16 +154,29 @@ class HttpProtocol(Protocol):
                 self._send_error(error)
                 return
             kind = type(event)
-            if kind is Request:
+            if event is END_OF_MESSAGE:
+                request = self._request
+                assert request is not None
+                response = self._call_app(request)
+                if type(response.body) is bytes:  # the fast path: one bytes response
+                    out.append(conn.respond(response, self._wall_clock()))
+                    if access_log.isEnabledFor(_INFO):
+                        self._log_access(request, response.status, len(response.body))
+                    self._restart = True
+                    if conn.must_close:
+                        self._flush()
+                        transport.close()
+                        return
+                else:
+                    self._start_stream(request, response)
+                    if self._closed or transport.is_closing():
+                        return
+            elif kind is Request:
                 self._request = event  # type: ignore[assignment]
                 if event.expect_continue:  # type: ignore[union-attr]
                     out.append(conn.send_continue())
             elif kind is Data:
                 self._body.append(event.data)  # type: ignore[union-attr]
-            elif event is END_OF_MESSAGE:
-                self._dispatch()
-                if self._closed or transport.is_closing():
-                    return
             elif event is NEED_DATA:
                 break
             elif event is CONNECTION_CLOSED:
@@ -172,7 +185,9 @@ class HttpProtocol(Protocol):
                 return
             else:  # PAUSED: the current response must end first
                 break
-        self._flush()
+        if out:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
         if conn.has_buffered_events:
             if not self._reading_paused:
                 self._reading_paused = True
@@ -181,31 +196,22 @@ class HttpProtocol(Protocol):
             self._reading_paused = False
             transport.resume_reading()
 
-    def _dispatch(self) -> None:
-        request = self._request
-        assert request is not None
+    def _call_app(self, request: Request) -> Response:
         body = self._body
         if body:
             request.body = body[0] if len(body) == 1 else b"".join(body)
             body.clear()
         request.peer = self._peer
         try:
-            response = self._app(request)
+            return self._app(request)
         except Exception:
             log.exception("the application failed on %s %s from %s", request.method,
                           request.target.decode("latin-1"), self._peer)
-            response = INTERNAL_ERROR
-        self._send(request, response)
+            return INTERNAL_ERROR
 
-    def _send(self, request: Request, response: Response) -> None:
+    def _start_stream(self, request: Request, response: Response) -> None:
         conn = self._conn
         body = response.body
-        if type(body) is bytes:
-            self._out.append(conn.respond(response, self._wall_clock()))
-            if access_log.isEnabledFor(_INFO):
-                self._log_access(request, response.status, len(body))
-            self._response_ended()
-            return
         try:
             self._out.append(conn.start_response(response, self._wall_clock()))
         except HttpUsageError:
