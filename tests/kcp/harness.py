@@ -32,6 +32,9 @@ FIELDS = (
     "fastlimit", "nocwnd", "stream",
 )
 
+#: IINT32 in ikcp.h; siokcp declares some of them unsigned, so compare the 32-bit patterns
+SIGNED_FIELDS = frozenset({"rx_rttval", "rx_srtt", "rx_rto", "rx_minrto"})
+
 
 def describe(datagram: bytes) -> str:
     """Human-readable segments of a datagram, for assertion messages."""
@@ -100,8 +103,8 @@ class PyEnd:
         return self.kcp.peeksize()
 
     def get(self, name: str) -> int:
-        if name == "state":
-            return int(self.kcp.state) & M32
+        if name == "state" or name in SIGNED_FIELDS:
+            return int(getattr(self.kcp, name)) & M32
         if name == "nodelay":
             return int(self.kcp.nodelay_mode)
         return int(getattr(self.kcp, name))
@@ -168,8 +171,8 @@ class CEnd:
         return int(self.kcp.peeksize())
 
     def get(self, name: str) -> int:
-        if name == "state":
-            return int(self.kcp.state) & M32
+        if name == "state" or name in SIGNED_FIELDS:
+            return int(getattr(self.kcp, name)) & M32
         if name == "nodelay":
             return int(self.kcp.nodelay_)
         return int(getattr(self.kcp, name))

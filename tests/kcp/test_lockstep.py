@@ -7,6 +7,7 @@ output datagram (byte for byte) and every control field must be identical after 
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Callable
 from types import ModuleType
 
@@ -308,3 +309,23 @@ def test_rtt_estimation_with_delays(siokcp_module: ModuleType) -> None:
         duet.recv_all("b")
         rtos.add(duet.sides["a"].py.get("rx_rto"))
     assert len(rtos) > 5
+
+
+@pytest.mark.parametrize("rtt", [0x7FFFFFFF, 0x40000000, 0x12345678, 0x08000000, 0x07FFFFFF])
+def test_rtt_estimator_overflow_matches_reference(siokcp_module: ModuleType, rtt: int) -> None:
+    """Hostile ACK timestamps give RTT samples up to 2**31-1: the estimator's 32-bit
+    overflows (7 * srtt, 3 * rttval, 4 * rttval) must wrap exactly as in the C code."""
+    duet = Duet(siokcp_module, start=5000)
+    duet.configure(setup_profile(1, 10, 2, 1))
+    duet.update()
+    rng = random.Random(rtt)
+    for i in range(40):
+        duet.send("a", payload(rng, 200))
+        if i % 4 == 0:
+            forged = struct.pack("<IBBHIIII", 0x11223344, 82, 0, 128,
+                                 (duet.now - rtt + rng.randint(-3, 3)) & M32,
+                                 rng.randint(0, 5), 0, 0)
+            duet.sides["a"].do("input", forged)
+        duet.exchange(1, dt=10)
+    duet.exchange(200, dt=10)
+    assert len(duet.received["b"]) == 40
