@@ -1,0 +1,257 @@
+"""The authoritative server's shells: a DatagramProtocol for UDP, a Protocol for TCP, and
+the `DnsServer` they share (zone set, response caches, counters).
+
+Hot path: a response is a pure function of the query's bytes after the 2-byte ID (and of
+the zone set), so each encoded response is cached under those bytes, per transport (a
+UDP response may be truncated where the TCP one is not). A repeated query costs one dict
+lookup and one concatenation that patches the ID back in; `dns.message` parsing and
+rendering run only on a miss. That key is finer than (qname, qtype, flags, payload): it
+also covers the qname's spelling (0x20 case), the DO bit and EDNS options, so a cached
+response is always byte-identical to a freshly built one. Each cache holds at most
+`cache_size` entries (the oldest goes first); FORMERR and NOTIMP responses are not cached,
+so random bytes cannot flush it.
+
+Reload: `reload(zones)` swaps the zone set in one assignment and empties the caches;
+queries before it are answered from the old zones, queries after from the new, none is
+dropped (the service wiring loads the files, then calls it, on SIGHUP).
+
+TCP (RFC 7766): 2-byte length framing, any number of queries per connection, answered in
+order; a frame too short to hold a DNS header closes the connection; a connection idle
+for `tcp_idle_timeout` seconds is closed; when the client does not read its responses,
+reading pauses (the transport's water marks) so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from muxio.handlers.dns.answer import DEFAULT_MAX_UDP_PAYLOAD, Responder
+from muxio.handlers.dns.zones import ZoneSet
+from muxio.protocols import (
+    Address,
+    Cancellable,
+    DatagramProtocol,
+    DatagramTransport,
+    Protocol,
+    Scheduler,
+    Transport,
+)
+
+log = logging.getLogger("muxio.dns")
+
+DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_TCP_IDLE_TIMEOUT = 10.0
+_FRAME_HEADER = 2
+_DNS_HEADER = 12
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsServerStatistics:
+    """Counters since the server started (cache hits are not counted: that path is kept to
+    a dict lookup and a send)."""
+
+    built: int
+    """Responses built from the zones (cache misses)."""
+    formerr: int
+    """Malformed queries answered with FORMERR or NOTIMP."""
+    ignored: int
+    """Datagrams or frames dropped without an answer (too short, or a response)."""
+    tcp_connections: int
+    reloads: int
+    cached: int
+    """Entries in the UDP and TCP caches now."""
+
+
+class DnsServer:
+    """What every UDP endpoint and TCP connection of one DNS service shares."""
+
+    def __init__(self, zones: ZoneSet, scheduler: Scheduler, *,
+                 max_udp_payload: int = DEFAULT_MAX_UDP_PAYLOAD,
+                 cache_size: int = DEFAULT_CACHE_SIZE,
+                 tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT) -> None:
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
+        if tcp_idle_timeout <= 0:
+            raise ValueError(f"tcp_idle_timeout must be > 0 seconds, got {tcp_idle_timeout}")
+        self._responder = Responder(zones, max_udp_payload)
+        self.scheduler = scheduler
+        self.cache_size = cache_size
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.udp_cache: dict[bytes, bytes] = {}
+        """Query bytes after the ID -> response bytes after the ID (UDP)."""
+        self.tcp_cache: dict[bytes, bytes] = {}
+        self.built = 0
+        self.formerr = 0
+        self.ignored = 0
+        self.tcp_connections = 0
+        self.reloads = 0
+
+    @property
+    def zones(self) -> ZoneSet:
+        return self._responder.zones
+
+    def reload(self, zones: ZoneSet) -> None:
+        """Serve `zones` from now on (one assignment; the caches are emptied in place)."""
+        self._responder.zones = zones
+        self.udp_cache.clear()
+        self.tcp_cache.clear()
+        self.reloads += 1
+        log.info("serving zones %s", ", ".join(str(origin) for origin in zones))
+
+    def answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
+        """The response to one query message (None: stay silent)."""
+        cache = self.tcp_cache if tcp else self.udp_cache
+        key = wire[2:]
+        cached = cache.get(key)
+        if cached is not None:
+            return wire[:2] + cached
+        response, cacheable = self._responder.respond(wire, tcp=tcp)
+        if response is None:
+            self.ignored += 1
+            return None
+        if cacheable:
+            self.built += 1
+            if self.cache_size:
+                if len(cache) >= self.cache_size:
+                    del cache[next(iter(cache))]
+                cache[key] = response[2:]
+        else:
+            self.formerr += 1
+        return response
+
+    def datagram_protocol(self) -> DnsDatagramProtocol:
+        """A protocol for one UDP endpoint (a factory for `udp.serve`)."""
+        return DnsDatagramProtocol(self)
+
+    def stream_protocol(self) -> DnsStreamProtocol:
+        """A protocol for one TCP connection (a factory for `tcp.serve`)."""
+        return DnsStreamProtocol(self)
+
+    def statistics(self) -> DnsServerStatistics:
+        return DnsServerStatistics(
+            built=self.built, formerr=self.formerr, ignored=self.ignored,
+            tcp_connections=self.tcp_connections, reloads=self.reloads,
+            cached=len(self.udp_cache) + len(self.tcp_cache))
+
+    def __repr__(self) -> str:
+        return f"<DnsServer {self.zones!r}>"
+
+
+class DnsDatagramProtocol(DatagramProtocol):
+    """DNS over UDP: one datagram is one query."""
+
+    __slots__ = ("_server", "_cache_get", "_sendto")
+
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._cache_get = server.udp_cache.get
+        self._sendto: Callable[[bytes, Address], None] = _drop
+
+    def connection_made(self, transport: DatagramTransport) -> None:
+        self._sendto = transport.sendto
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        # The hot path: a cached response with the query's ID patched in.
+        cached = self._cache_get(data[2:])
+        if cached is not None:
+            self._sendto(data[:2] + cached, addr)
+            return
+        response = self._server.answer(data, tcp=False)
+        if response is not None:
+            self._sendto(response, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # E.g. ICMP port unreachable for a client that went away: nothing to do.
+        log.debug("UDP error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._sendto = _drop
+
+
+def _drop(data: bytes, addr: Address) -> None:
+    """Where responses go before connection_made and after connection_lost."""
+
+
+class DnsStreamProtocol(Protocol):
+    """DNS over TCP: length-prefixed messages, several per connection, idle timeout."""
+
+    __slots__ = ("_server", "_transport", "_buffer", "_last_activity", "_idle_timer")
+
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._transport: Transport | None = None
+        self._buffer = bytearray()
+        self._last_activity = 0.0
+        self._idle_timer: Cancellable | None = None
+
+    def connection_made(self, transport: Transport) -> None:
+        self._transport = transport
+        self._server.tcp_connections += 1
+        self._last_activity = self._server.scheduler.time()
+        self._arm_idle_timer(self._server.tcp_idle_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        buffer = self._buffer
+        buffer += data
+        self._last_activity = self._server.scheduler.time()
+        responses: list[bytes] = []
+        while len(buffer) >= _FRAME_HEADER:
+            length = (buffer[0] << 8) | buffer[1]
+            end = _FRAME_HEADER + length
+            if len(buffer) < end:
+                break
+            message = bytes(buffer[_FRAME_HEADER:end])
+            del buffer[:end]
+            if length < _DNS_HEADER:
+                # Not even a header: no ID to answer to, and the stream cannot be trusted.
+                self._server.ignored += 1
+                log.debug("closing TCP connection %s: %d-byte message",
+                          transport.get_extra_info("peername"), length)
+                if responses:
+                    transport.writelines(responses)
+                transport.close()
+                return
+            response = self._server.answer(message, tcp=True)
+            if response is not None:
+                responses.append(len(response).to_bytes(2, "big"))
+                responses.append(response)
+        if responses:
+            transport.write(b"".join(responses))
+
+    def eof_received(self) -> bool:
+        return False  # the client is done asking: close once the responses are sent
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _arm_idle_timer(self, delay: float) -> None:
+        self._idle_timer = self._server.scheduler.call_later(delay, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """One timer per connection, re-armed lazily (no timer churn per query)."""
+        self._idle_timer = None
+        if self._transport is None:
+            return
+        idle = self._server.scheduler.time() - self._last_activity
+        remaining = self._server.tcp_idle_timeout - idle
+        if remaining > 0:
+            self._arm_idle_timer(remaining)
+            return
+        log.debug("closing idle TCP connection %s", self._transport.get_extra_info("peername"))
+        self._transport.close()
