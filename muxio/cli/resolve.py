@@ -1,0 +1,151 @@
+"""`muxio resolve NAME [TYPE] --server HOST:PORT`: ask DNS servers, print like a short dig.
+
+    muxio resolve example.com MX --server 127.0.0.1:5300
+    muxio resolve big.example.com TXT --server [::1]:5300 --tcp
+
+Exit status: 0 when a server answered (whatever the rcode, as dig), 9 when none did,
+2 for a bad argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, TextIO
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from muxio.cli.main import add_backend_option
+from muxio.errors import ConfigError
+from muxio.handlers.dns import DnsTimeoutError, Reply, Resolver, ServerAddressError
+from muxio.handlers.dns.client import DEFAULT_TIMEOUT, DEFAULT_TRIES
+from muxio.loop import Loop
+from muxio.resolver import LoopNetwork
+
+EXIT_NO_REPLY = 9
+"""dig's status when no server replied."""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "resolve", help="query DNS servers and print the answer (a short dig)",
+        description="Query DNS servers over UDP (TCP after a truncated reply, or with "
+                    "--tcp) and print the response like dig.")
+    parser.add_argument("name", help="the name to look up, e.g. example.com")
+    parser.add_argument("type", nargs="?", default="A",
+                        help="record type (default: A), e.g. AAAA, MX, TXT, SRV, PTR")
+    parser.add_argument("--server", action="append", dest="servers", metavar="HOST:PORT",
+                        help="server to ask, an IP literal with optional port (default "
+                             "port 53; IPv6 as [::1]:5300); repeat to fall back in order. "
+                             "Default: 127.0.0.1:53")
+    parser.add_argument("--class", dest="rdclass", default="IN", help="record class (IN)")
+    parser.add_argument("--tcp", action="store_true", help="ask over TCP from the start")
+    parser.add_argument("--norec", action="store_true", help="clear the RD flag")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"wait per attempt (default: {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--tries", type=int, default=DEFAULT_TRIES,
+                        help=f"rounds over the servers (default: {DEFAULT_TRIES})")
+    parser.add_argument("--short", action="store_true",
+                        help="print only the answer records' data, as dig +short")
+    add_backend_option(parser)
+    parser.set_defaults(func=run)
+
+
+def _query(resolver: Resolver, args: argparse.Namespace) -> dns.message.QueryMessage:
+    try:
+        return resolver.make_query(args.name, args.type.upper(), args.rdclass.upper(),
+                                   recursion_desired=not args.norec)
+    except dns.rdatatype.UnknownRdatatype:
+        raise ConfigError(f"unknown record type {args.type!r}: use a name such as A, AAAA, "
+                          f"MX, TXT or TYPE<number>") from None
+    except dns.rdataclass.UnknownRdataclass:
+        raise ConfigError(f"unknown record class {args.rdclass!r}: use IN, CH or "
+                          f"CLASS<number>") from None
+    except dns.exception.DNSException as exc:
+        raise ConfigError(f"invalid name {args.name!r}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if args.tries < 1:
+        raise ConfigError(f"--tries must be >= 1, got {args.tries}")
+    with Loop(cli_backend=args.backend) as loop:
+        try:
+            resolver = Resolver(LoopNetwork(loop), args.servers or ["127.0.0.1:53"],
+                                timeout=args.timeout, tries=args.tries)
+        except ServerAddressError as exc:
+            raise ConfigError(str(exc)) from exc
+        try:
+            query = _query(resolver, args)
+            started = time.perf_counter()
+            future = resolver.ask(query, tcp=args.tcp)
+            try:
+                reply = loop.run_until_complete(future)
+            except DnsTimeoutError as exc:
+                print(f";; {exc}", file=sys.stderr)
+                return EXIT_NO_REPLY
+            elapsed = time.perf_counter() - started
+        finally:
+            resolver.close()
+            for _ in range(3):
+                loop.run_once(0)  # let closed endpoints release their sockets
+    if args.short:
+        print_short(reply.message, sys.stdout)
+    else:
+        print_reply(reply, elapsed, sys.stdout)
+    return 0
+
+
+def print_short(message: dns.message.Message, out: TextIO) -> None:
+    for rrset in message.answer:
+        for rdata in rrset:
+            print(rdata.to_text(), file=out)
+
+
+def _section(title: str, rrsets: list[dns.rrset.RRset], out: TextIO) -> None:
+    if not rrsets:
+        return
+    print(f"\n;; {title} SECTION:", file=out)
+    for rrset in rrsets:
+        for line in rrset.to_text().splitlines():
+            name, ttl, rdclass, rdtype, data = (line.split(None, 4) + [""] * 5)[:5]
+            print(f"{name:<24}{ttl:<8}{rdclass:<4}{rdtype:<8}{data}".rstrip(), file=out)
+
+
+def print_reply(reply: Reply, elapsed: float, out: TextIO) -> None:
+    """The response as dig prints it, a little shorter."""
+    message = reply.message
+    flags = dns.flags.to_text(message.flags).lower()
+    records = sum(len(rrset) for rrset in message.additional)
+    additional = records + (1 if message.opt is not None else 0)  # dig counts the OPT
+    print(f";; ->>HEADER<<- opcode: {dns.opcode.to_text(message.opcode())}, "
+          f"status: {dns.rcode.to_text(message.rcode())}, id: {message.id}", file=out)
+    print(f";; flags: {flags}; QUERY: {len(message.question)}, ANSWER: "
+          f"{sum(len(rrset) for rrset in message.answer)}, AUTHORITY: "
+          f"{sum(len(rrset) for rrset in message.authority)}, ADDITIONAL: {additional}",
+          file=out)
+    if message.opt is not None:
+        edns_flags = dns.flags.edns_to_text(message.ednsflags).lower()
+        print(f";; EDNS: version: {message.edns}, flags: {edns_flags}; udp: {message.payload}",
+              file=out)
+    if message.question:
+        print("\n;; QUESTION SECTION:", file=out)
+        for question in message.question:
+            print(f";{question.name!s:<23}{'':<8}"
+                  f"{dns.rdataclass.to_text(question.rdclass):<4}"
+                  f"{dns.rdatatype.to_text(question.rdtype)}", file=out)
+    _section("ANSWER", message.answer, out)
+    _section("AUTHORITY", message.authority, out)
+    _section("ADDITIONAL", message.additional, out)
+    print(f"\n;; Query time: {elapsed * 1000:.0f} msec", file=out)
+    print(f";; SERVER: {reply.server.host}#{reply.server.port} ({reply.transport.upper()})",
+          file=out)
