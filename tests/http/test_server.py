@@ -184,6 +184,7 @@ class GoodClient(threading.Thread):
         super().__init__(daemon=True)
         self.port = port
         self.stop = threading.Event()
+        self.progress = threading.Condition()
         self.served = 0
         self.failures: list[str] = []
         self.slowest = 0.0
@@ -201,7 +202,13 @@ class GoodClient(threading.Thread):
                 if response.body != f"GET /p/{self.served}?".encode():
                     self.failures.append(f"wrong body {response.body!r}")
                     return
-                self.served += 1
+                with self.progress:
+                    self.served += 1
+                    self.progress.notify_all()
+
+    def wait_served(self, count: int, timeout: float) -> bool:
+        with self.progress:
+            return self.progress.wait_for(lambda: self.served >= count, timeout)
 
 
 def slowloris(port: int, results: dict[str, object]) -> None:
@@ -232,17 +239,15 @@ def test_bad_input_corpus_while_a_good_client_is_served(backend: str) -> None:
             outcomes[name] = ([r.status for r in responses], closed)
         slow_thread.join(30)
         served_before = good.served
-        deadline = time.monotonic() + 10
-        while good.served < served_before + 10 and time.monotonic() < deadline:
-            time.sleep(0)  # yield to the client thread; bounded by the deadline
+        still_served = good.wait_served(served_before + 10, timeout=10)
         good.stop.set()
         good.join(30)
     expected = {name: (([200, status] if name == "valid-then-garbage" else [status]), True)
                 for name, _, status in CORPUS}
     assert outcomes == expected
     assert not good.failures, good.failures
-    assert good.served > served_before, "the good client stopped being served"
-    assert good.slowest < 2.0, f"a good request took {good.slowest:.2f} s"
+    assert still_served, "the good client stopped being served"
+    assert good.slowest < 5.0, f"a good request took {good.slowest:.2f} s"
     assert slow["status"] == 408 and slow["closed"] is True, slow
     assert isinstance(slow["seconds"], float) and 0.9 <= slow["seconds"] < 5.0, slow
     assert isinstance(slow["sent"], int) and isinstance(slow["total"], int)
