@@ -14,12 +14,14 @@ A protocol error is queued as well, behind the requests that preceded it, and ra
 `next_event()` when its turn comes: an `HttpError` whose `status_hint` is the status to
 answer with (`error_response()`), after which the connection must close.
 
-Two sides, two small state machines (the tables below are all the rules there are):
+Two sides, two small state machines:
 
-- theirs (the parser's position): IDLE -> HEAD (first byte of a request) -> BODY (head
-  complete) -> IDLE (message complete); CLOSED at EOF, ERROR at a protocol error. The
-  shell reads `their_phase` to pick its timeout (header, body or keep-alive).
-- ours (the response to the request handed out last): `_OUR_TRANSITIONS`.
+- theirs (the parser's position), driven by llhttp's callbacks: IDLE -> HEAD (first byte
+  of a request) -> BODY (head complete) -> IDLE (message complete); CLOSED at EOF, ERROR
+  at a protocol error. The shell reads `their_phase` to pick its timeout.
+- ours (the response to the request handed out last): the `_OUR_TRANSITIONS` table is
+  every rule; the hot paths (`next_event`, `respond`) test the one state they allow
+  directly and fall back to the table for the error.
 
 Limits llhttp does not enforce are checked here, with memory bounded: the request target
 and every header field are counted as they complete, and the bytes of a head still
