@@ -27,6 +27,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (base / "sub" / "index.html").write_bytes(b"sub home")
     (base / "sub" / "caf\u00e9 menu.txt").write_bytes(b"croissant")
     (base / "noindex").mkdir()
+    os.mkfifo(base / "fifo")  # opening it would block the loop: never opened
     outside = tmp_path_factory.mktemp("outside")
     (outside / "secret").write_bytes(b"secret")
     (base / "escape").symlink_to(outside / "secret")
@@ -77,7 +78,6 @@ def test_files_types_and_indexes(root: Path) -> None:
              "/data.json": (200, "application/json", b"{}"),
              "/archive.tar.gz": (200, "application/gzip", b"\x1f\x8b"),
              "/sub/": (200, "text/html", b"sub home"),
-             "/sub": (200, "text/html", b"sub home"),
              "/sub/caf%C3%A9%20menu.txt": (200, "text/plain", b"croissant"),
              "/inside-link": (200, "text/plain", b"0123456789" * 10),  # the target's type
              "/./notes.txt": (200, "text/plain", b"0123456789" * 10),
@@ -86,8 +86,10 @@ def test_files_types_and_indexes(root: Path) -> None:
         response = get(app, path)
         assert (response.status, header(response, "Content-Type")) == (status, kind), path
         assert body_of(response) == body, path
-    for missing in ("/nope", "/noindex/", "/sub/nope"):
+    for missing in ("/nope", "/noindex/", "/sub/nope", "/notes.txt/x", "/fifo"):
         assert get(app, missing).status == 404
+    redirect = get(app, "/sub")
+    assert redirect.status == 301 and header(redirect, "Location") == "/sub/"
 
 
 def test_large_files_are_streamed_small_ones_read(root: Path) -> None:

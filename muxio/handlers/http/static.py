@@ -1,6 +1,8 @@
 """A static file server app: GET/HEAD under a root directory.
 
-- Content-Type from `mimetypes`; `index.html` for a directory; 404 for anything missing.
+- Content-Type from `mimetypes`; `index.html` for a directory (301 to add the trailing
+  slash); 404 for anything missing or not a regular file (FIFOs and devices are never
+  opened).
 - Path traversal is refused (403): `..` segments, encoded or not, NUL bytes, and symlinks
   that lead outside the root.
 - `ETag` (inode, size, mtime) and `Last-Modified`; `If-None-Match` / `If-Modified-Since`
@@ -111,27 +113,31 @@ class StaticFiles:
         path = self.resolve(request.path)
         if isinstance(path, Response):
             return path
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        # stat before open: opening a FIFO or a device could block or have side effects.
+        info = _stat(path)
+        if isinstance(info, Response):
+            return info
+        if stat.S_ISDIR(info.st_mode):
+            if not request.path.endswith("/"):
+                location = request.path + "/" + (f"?{request.query}" if request.query else "")
+                return Response(301, (("Location", location),
+                                      ("Content-Type", "text/plain; charset=utf-8")),
+                                f"301 Moved Permanently: {location}\n".encode("latin-1"))
+            path = os.path.join(path, self.index)
+            info = _stat(path)
+            if isinstance(info, Response):
+                return info
+        if not stat.S_ISREG(info.st_mode):
             return NOT_FOUND
-        except (PermissionError, IsADirectoryError):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except PermissionError:
             return FORBIDDEN
         except OSError:
             return NOT_FOUND
         try:
             info = os.fstat(fd)
-            if stat.S_ISDIR(info.st_mode):
-                os.close(fd)
-                index = os.path.join(path, self.index)
-                try:
-                    fd = os.open(index, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError:
-                    fd = -1
-                    return NOT_FOUND
-                path = index
-                info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
+            if not stat.S_ISREG(info.st_mode):  # replaced between stat and open
                 return NOT_FOUND
             response = self._file_response(request, path, fd, info)
             if isinstance(response.body, FileStream):
@@ -177,6 +183,15 @@ class StaticFiles:
             return Response(status, common, data)
         return Response(status, common, FileStream(fd, offset, length, self.chunk_size),
                         content_length=length)
+
+
+def _stat(path: str) -> os.stat_result | Response:
+    try:
+        return os.stat(path)
+    except PermissionError:
+        return FORBIDDEN
+    except OSError:  # missing, or a path through a file ("a.txt/x"), or too long
+        return NOT_FOUND
 
 
 class _EmptyBody:
