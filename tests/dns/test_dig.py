@@ -67,9 +67,9 @@ POSITIVE = [
                                                     "2024010101 7200 3600 1209600 300")]),
     ("quoted.example.com", "TXT", [("quoted.example.com.", "TXT",
                                     '"two" "strings with spaces"')]),
-    ("_sip._tcp.example.com", "SRV", [("_sip._tcp.example.com.", "SRV", "10 60 5060 sip.example.com."),
-                                      ("_sip._tcp.example.com.", "SRV",
-                                       "20 10 5060 sip2.example.org.")]),
+    ("_sip._tcp.example.com", "SRV", [
+        ("_sip._tcp.example.com.", "SRV", "10 60 5060 sip.example.com."),
+        ("_sip._tcp.example.com.", "SRV", "20 10 5060 sip2.example.org.")]),
     ("1.2.0.192.in-addr.arpa", "PTR", [("1.2.0.192.in-addr.arpa.", "PTR", "example.com.")]),
     ("example.com", "CAA", [("example.com.", "CAA", '0 issue "letsencrypt.org"'),
                             ("example.com.", "CAA", '0 iodef "mailto:security@example.com"')]),
@@ -99,7 +99,7 @@ def test_dig_nxdomain_has_the_soa(served: ServedDns) -> None:
     assert output.status == "NXDOMAIN"
     assert "aa" in output.flags
     assert "ANSWER" not in output.sections
-    [(owner, rdtype, data)] = output.records("AUTHORITY")
+    [(owner, rdtype, _data)] = output.records("AUTHORITY")
     assert (owner, rdtype) == ("example.com.", "SOA")
     assert output.sections["AUTHORITY"][0].split()[1] == "300"  # min(TTL, MINIMUM)
 

@@ -562,7 +562,14 @@ class Resolver:
             else:
                 result.set_result(done.result().message)
 
-        self.ask(message, tcp=tcp).add_done_callback(unwrap)
+        inner = self.ask(message, tcp=tcp)
+        inner.add_done_callback(unwrap)
+
+        def propagate_cancel(done: Future[dns.message.Message]) -> None:
+            if done.cancelled():
+                inner.cancel()
+
+        result.add_done_callback(propagate_cancel)
         return result
 
     def ask(self, message: dns.message.Message, *, tcp: bool = False) -> Future[Reply]:
