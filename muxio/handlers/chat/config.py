@@ -1,0 +1,75 @@
+"""Limits and timers of the chat server and client, each in one frozen value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from muxio.handlers.chat.framing import DEFAULT_MAX_FRAME, check_max_frame
+from muxio.handlers.chat.heartbeat import check_heartbeat
+from muxio.handlers.chat.messages import PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatServerConfig:
+    """What the server accepts and how it watches its clients. Sizes in bytes, times in
+    seconds on the `Scheduler`'s clock."""
+
+    heartbeat_interval: float = 10.0
+    """A client silent this long gets a PING (and another after each further interval)."""
+    heartbeat_misses: int = 3
+    """A client silent for interval x misses is dead: dropped, its transport closed."""
+    max_frame: int = DEFAULT_MAX_FRAME
+    """Largest frame accepted (its length field), announced in HELLO_OK; also the largest
+    frame the server sends (long lists are split)."""
+    high_water: int = 64 * 1024
+    """Transport water mark: above it the server stops reading that client's requests
+    until its responses drain (the client cannot make us buffer its own answers)."""
+    max_output_buffer: int = 1024 * 1024
+    """Bytes waiting to go to one client. A message or indication that would pass it is not
+    delivered and that client is dropped as a slow receiver (logged)."""
+    max_clients: int = 10_000
+    """Clients in the list at once; one more HELLO gets SERVER_FULL and is closed."""
+    max_protocol_errors: int = 100
+    """Invalid frames in a row (each answered with ERROR) before the client is dropped."""
+
+    def __post_init__(self) -> None:
+        check_heartbeat(self.heartbeat_interval, self.heartbeat_misses,
+                        names=("ChatServerConfig.heartbeat_interval",
+                               "ChatServerConfig.heartbeat_misses"))
+        try:
+            check_max_frame(self.max_frame)
+        except ValueError as exc:
+            raise ValueError(f"ChatServerConfig.{exc}") from None
+        for name in ("high_water", "max_clients", "max_protocol_errors"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ChatServerConfig.{name} must be >= 1, "
+                                 f"got {getattr(self, name)}")
+        if self.max_output_buffer < max(self.high_water, self.max_frame) * 2:
+            raise ValueError(
+                f"ChatServerConfig.max_output_buffer must be at least twice high_water and "
+                f"max_frame ({max(self.high_water, self.max_frame) * 2}), got "
+                f"{self.max_output_buffer}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatClientConfig:
+    """How the client greets and watches the server."""
+
+    version: int = PROTOCOL_VERSION
+    """Protocol version asked for in HELLO."""
+    heartbeat_misses: int = 3
+    """The server is dead after its announced heartbeat interval x this many of silence
+    (the client PINGs it after each interval of silence, like the server does)."""
+    max_frame: int = DEFAULT_MAX_FRAME
+    """Largest frame accepted before HELLO_OK (then the server's announced maximum)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.version <= 0xFFFF:
+            raise ValueError(f"ChatClientConfig.version must be 1-65535, got {self.version}")
+        if self.heartbeat_misses < 2:
+            raise ValueError(f"ChatClientConfig.heartbeat_misses must be >= 2, "
+                             f"got {self.heartbeat_misses}")
+        try:
+            check_max_frame(self.max_frame)
+        except ValueError as exc:
+            raise ValueError(f"ChatClientConfig.{exc}") from None
