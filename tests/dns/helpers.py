@@ -122,6 +122,8 @@ server:
     server-count: 1
     verbosity: 1
     hide-version: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
 remote-control:
     control-enable: no
 """
