@@ -175,7 +175,22 @@ def test_cached_response_patches_the_id(zones: ZoneSet, loop: Loop) -> None:
     assert server.answer(first.to_wire(), tcp=True) is not None  # TCP has its own cache
     assert server.statistics().built == 2
     assert server.answer(b"\x00\x01\x01\x00\x00\x02" + bytes(6), tcp=False) is not None
-    assert server.statistics().formerr == 1 and server.statistics().cached == 2
+    assert server.statistics().formerr == 1
+    assert server.statistics().cached == 4  # UDP and TCP query bytes, two rendered responses
+
+
+def test_queries_differing_in_an_edns_option_share_the_rendered_response(
+        zones: ZoneSet, loop: Loop) -> None:
+    server = DnsServer(zones, loop)
+    replies = set()
+    for cookie in (b"client01", b"client02", b"client03"):
+        query = dns.message.make_query("example.com", "MX", id=7, use_edns=0, options=[
+            dns.edns.GenericOption(dns.edns.OptionType.COOKIE, cookie)])
+        reply = server.answer(query.to_wire(), tcp=False)
+        assert reply is not None
+        replies.add(reply)
+    assert len(replies) == 1
+    assert len(server.udp_cache) == 3 and server.statistics().cached == 4
 
 
 def test_cache_is_bounded(zones: ZoneSet, loop: Loop) -> None:

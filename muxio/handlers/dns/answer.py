@@ -221,14 +221,20 @@ def header_only(wire: bytes, rcode: int) -> bytes:
 class Responder:
     """Builds the response to one query from a zone set (see the module docstring)."""
 
-    __slots__ = ("zones", "max_udp_payload")
+    __slots__ = ("zones", "max_udp_payload", "rendered", "cache_size")
 
-    def __init__(self, zones: ZoneSet, max_udp_payload: int = DEFAULT_MAX_UDP_PAYLOAD) -> None:
+    def __init__(self, zones: ZoneSet, max_udp_payload: int = DEFAULT_MAX_UDP_PAYLOAD,
+                 cache_size: int = 10_000) -> None:
         if not MIN_UDP_PAYLOAD <= max_udp_payload <= MAX_TCP_MESSAGE:
             raise ValueError(f"max_udp_payload must be within {MIN_UDP_PAYLOAD}-"
                              f"{MAX_TCP_MESSAGE}, got {max_udp_payload}")
         self.zones = zones
         self.max_udp_payload = max_udp_payload
+        self.cache_size = cache_size
+        self.rendered: dict[tuple[object, ...], bytes] = {}
+        """What a response depends on -> the response after its ID. Hit by queries that
+        differ from an earlier one in more than the ID (an EDNS cookie, a padding option)
+        and so miss the server's raw-bytes cache: they are parsed, but not rendered."""
 
     def respond(self, wire: bytes, *, tcp: bool) -> tuple[bytes | None, bool]:
         """(response bytes or None for silence, whether the response may be cached for
@@ -247,23 +253,37 @@ class Responder:
             return header_only(wire, dns.rcode.FORMERR), False
         if len(query.question) != 1:
             return header_only(wire, dns.rcode.FORMERR), False
-        return self._respond(query, tcp), True
+        question = query.question[0]
+        if query.edns >= 0:
+            limit = max(MIN_UDP_PAYLOAD, min(query.payload, self.max_udp_payload))
+        else:
+            limit = MIN_UDP_PAYLOAD
+        if tcp:
+            limit = MAX_TCP_MESSAGE
+        # Everything the response depends on; the name as spelled (its case is echoed).
+        key = (question.name.to_wire(), question.rdtype, question.rdclass,
+               query.flags & _RD, query.edns, query.ednsflags & dns.flags.DO, limit)
+        id_bytes = wire[:2]
+        rendered = self.rendered.get(key)
+        if rendered is not None:
+            return id_bytes + rendered, True
+        response = self._respond(query, limit)
+        if self.cache_size:
+            if len(self.rendered) >= self.cache_size:
+                del self.rendered[next(iter(self.rendered))]
+            self.rendered[key] = response[2:]
+        return response, True
 
-    def _respond(self, query: dns.message.Message, tcp: bool) -> bytes:
+    def _respond(self, query: dns.message.Message, limit: int) -> bytes:
         question = query.question[0]
         response = dns.message.Message(id=query.id)
         response.flags = _QR | (query.flags & _RD)
         response.question = [question]
         if query.edns >= 0:
-            limit = max(MIN_UDP_PAYLOAD, min(query.payload, self.max_udp_payload))
             response.use_edns(0, query.ednsflags & dns.flags.DO, self.max_udp_payload)
             if query.edns > 0:
                 response.set_rcode(dns.rcode.BADVERS)
                 return response.to_wire()
-        else:
-            limit = MIN_UDP_PAYLOAD
-        if tcp:
-            limit = MAX_TCP_MESSAGE
         if question.rdclass != dns.rdataclass.IN or question.rdtype in _TRANSFER_TYPES:
             response.set_rcode(dns.rcode.REFUSED)
             return response.to_wire()

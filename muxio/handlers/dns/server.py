@@ -4,12 +4,15 @@ the `DnsServer` they share (zone set, response caches, counters).
 Hot path: a response is a pure function of the query's bytes after the 2-byte ID (and of
 the zone set), so each encoded response is cached under those bytes, per transport (a
 UDP response may be truncated where the TCP one is not). A repeated query costs one dict
-lookup and one concatenation that patches the ID back in; `dns.message` parsing and
-rendering run only on a miss. That key is finer than (qname, qtype, flags, payload): it
-also covers the qname's spelling (0x20 case), the DO bit and EDNS options, so a cached
-response is always byte-identical to a freshly built one. Each cache holds at most
-`cache_size` entries (the oldest goes first); FORMERR and NOTIMP responses are not cached,
-so random bytes cannot flush it.
+lookup and one concatenation that patches the ID back in (0.4 us here, against ~180 us
+to parse, look up and render with dnspython); `dns.message` runs only on a miss. That key
+covers the qname's spelling (0x20 case), the DO bit and the EDNS payload, so a cached
+response is always byte-identical to a freshly built one. A second level in the
+Responder, keyed by what the response depends on (qname as spelled, qtype, qclass, RD,
+EDNS version, DO, size limit), catches queries that differ in more than the ID, such as
+dig's random EDNS cookie: those are parsed (~50 us) but not rendered again. Each cache
+holds at most `cache_size` entries (the oldest goes first); FORMERR and NOTIMP responses
+are not cached, so random bytes cannot flush them.
 
 Reload: `reload(zones)` swaps the zone set in one assignment and empties the caches;
 queries before it are answered from the old zones, queries after from the new, none is
@@ -53,7 +56,8 @@ class DnsServerStatistics:
     a dict lookup and a send)."""
 
     built: int
-    """Responses built from the zones (cache misses)."""
+    """Queries that missed the raw-bytes cache (parsed; rendered unless the Responder's
+    cache had the response)."""
     formerr: int
     """Malformed queries answered with FORMERR or NOTIMP."""
     ignored: int
@@ -61,7 +65,7 @@ class DnsServerStatistics:
     tcp_connections: int
     reloads: int
     cached: int
-    """Entries in the UDP and TCP caches now."""
+    """Entries in the caches now (raw query bytes, and rendered responses)."""
 
 
 class DnsServer:
@@ -75,7 +79,8 @@ class DnsServer:
             raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         if tcp_idle_timeout <= 0:
             raise ValueError(f"tcp_idle_timeout must be > 0 seconds, got {tcp_idle_timeout}")
-        self._responder = Responder(zones, max_udp_payload)
+        self._responder = Responder(zones, max_udp_payload, cache_size)
+        self.max_udp_payload = max_udp_payload
         self.scheduler = scheduler
         self.cache_size = cache_size
         self.tcp_idle_timeout = tcp_idle_timeout
@@ -94,7 +99,7 @@ class DnsServer:
 
     def reload(self, zones: ZoneSet) -> None:
         """Serve `zones` from now on (one assignment; the caches are emptied in place)."""
-        self._responder.zones = zones
+        self._responder = Responder(zones, self.max_udp_payload, self.cache_size)
         self.udp_cache.clear()
         self.tcp_cache.clear()
         self.reloads += 1
@@ -133,7 +138,7 @@ class DnsServer:
         return DnsServerStatistics(
             built=self.built, formerr=self.formerr, ignored=self.ignored,
             tcp_connections=self.tcp_connections, reloads=self.reloads,
-            cached=len(self.udp_cache) + len(self.tcp_cache))
+            cached=len(self.udp_cache) + len(self.tcp_cache) + len(self._responder.rendered))
 
     def __repr__(self) -> str:
         return f"<DnsServer {self.zones!r}>"
