@@ -21,7 +21,7 @@ from muxio.handlers.dns import DnsServer, ZoneError, ZoneSet, load_zones
 from muxio.handlers.dns.answer import DEFAULT_MAX_UDP_PAYLOAD
 from muxio.handlers.dns.server import DEFAULT_CACHE_SIZE, DEFAULT_TCP_IDLE_TIMEOUT
 from muxio.loop import Loop
-from muxio.protocols import Scheduler
+from muxio.protocols import ProtocolFactory, Scheduler
 from muxio.transports import tcp, udp
 
 log = logging.getLogger("muxio.serve.dns")
@@ -61,6 +61,11 @@ def dns_server(scheduler: Scheduler, args: argparse.Namespace) -> DnsServer:
                          cache_size=args.cache_size, tcp_idle_timeout=args.tcp_idle_timeout)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def protocol_factory(scheduler: Scheduler, args: argparse.Namespace) -> ProtocolFactory:
+    """DNS over TCP only, for hosts that run stream protocols (`python -m adapters`)."""
+    return dns_server(scheduler, args).stream_protocol
 
 
 class DnsService:
