@@ -151,16 +151,16 @@ def test_receive_buffer_is_sized_for_bursts(runner: LoopThread,
     granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     with open("/proc/sys/net/core/rmem_max") as handle:
         rmem_max = int(handle.read())
-    if granted >= udp.DEFAULT_RCVBUF:
-        return  # what we asked for (possibly past rmem_max via SO_RCVBUFFORCE as root)
-    # Clamped by the sysctl without the privilege to force it: the kernel's maximum,
-    # and a warning naming the sysctl (checked on a fresh socket).
-    assert granted >= min(rmem_max, udp.DEFAULT_RCVBUF)
-    udp._rcvbuf_warned = False
-    with caplog.at_level(logging.WARNING, "muxio.udp"), \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        udp.size_receive_buffer(probe, udp.DEFAULT_RCVBUF)
-    assert "net.core.rmem_max" in caplog.text
+    # What we asked for (as root, past rmem_max via SO_RCVBUFFORCE), or at least the
+    # kernel's cap, far above the ~208 KiB default.
+    assert granted >= min(udp.DEFAULT_RCVBUF, rmem_max)
+    if granted < udp.DEFAULT_RCVBUF:
+        # Clamped: a warning names the sysctl to raise (checked on a fresh socket).
+        udp._rcvbuf_warned = False
+        with caplog.at_level(logging.WARNING, "muxio.udp"), \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            udp.size_receive_buffer(probe, udp.DEFAULT_RCVBUF)
+        assert "net.core.rmem_max" in caplog.text
 
 
 def test_icmp_port_unreachable_goes_to_error_received(runner: LoopThread) -> None:
