@@ -3,9 +3,11 @@ against our server, nsd, nothing at all, and a server that sends spoofed replies
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -316,3 +318,17 @@ def test_close_fails_pending_queries_and_releases_sockets(backend: str) -> None:
         assert loop.pending_timers() == 0
         with pytest.raises(ResolverClosedError):
             resolver.query("late.example.com")
+
+
+def test_local_socket_errors_fail_the_attempt_with_the_reason(backend: str) -> None:
+    class NoFds(LoopNetwork):
+        def open_datagram(self, protocol_factory: object, family: int) -> Any:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    with client_loop(backend, FakeClock()) as loop:
+        resolver = Resolver(NoFds(loop), ["127.0.0.1:53", "[::1]:53"], timeout=5.0, tries=2)
+        started = loop.time()
+        with pytest.raises(DnsTimeoutError, match="Too many open files"):
+            loop.run_until_complete(resolver.query("example.com"), timeout=60)
+        assert loop.time() == started  # no attempt waited for its timeout
+        assert resolver.pending() == 0 and loop.pending_timers() == 0

@@ -421,14 +421,21 @@ class _Run:
                     lambda: _DatagramClient(self), family)
                 self._endpoints[family] = endpoint
             endpoint.sendto(action.wire, action.server.address)
-        except OSError as exc:
+        except Exception as exc:
+            # Local trouble (no fds left, a family the host lacks, a poller refusing the
+            # fd): this attempt fails and the next one goes on; the last error is named
+            # in the final DnsTimeoutError. Deferred, as any other event.
             self.network.call_soon(self._attempt_failed, action.server, False, exc)
 
     def _send_stream(self, action: SendStream) -> None:
         server = action.server
-        connecting = self.network.open_stream(lambda: _StreamClient(self, server),
-                                              server.host, server.port,
-                                              self.exchange.timeout)
+        try:
+            connecting = self.network.open_stream(lambda: _StreamClient(self, server),
+                                                  server.host, server.port,
+                                                  self.exchange.timeout)
+        except Exception as exc:  # as in _send_datagram: this attempt fails, not the run
+            self.network.call_soon(self._attempt_failed, server, True, exc)
+            return
 
         def connected(done: Future[tuple[Transport, Protocol]]) -> None:
             if done.cancelled():
