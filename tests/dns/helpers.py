@@ -160,16 +160,24 @@ def running_nsd(directory: Path, zone_files: list[Path] | None = None,
     origins = origins or ZONE_ORIGINS
     for source in zone_files[0].parent.iterdir():
         shutil.copy(source, directory / source.name)
-    port = free_port()
-    conf = write_nsd_conf(directory, port, zone_files, origins)
-    with open(directory / "nsd.out", "wb") as output:
-        process = subprocess.Popen([program, "-d", "-c", str(conf)], stdout=output,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    nsd = Nsd(process, port, directory)
-    try:
-        _wait_until_answering(nsd, origins[0])
-        yield nsd
-    finally:
+    for attempt in range(3):
+        port = free_port()
+        conf = write_nsd_conf(directory, port, zone_files, origins)
+        with open(directory / "nsd.out", "wb") as output:
+            process = subprocess.Popen([program, "-d", "-c", str(conf)], stdout=output,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        nsd = Nsd(process, port, directory)
+        try:
+            if not _wait_until_answering(nsd, origins[0], last_try=attempt == 2):
+                continue  # exited at once: most likely the port was taken meanwhile
+            yield nsd
+            return
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
         process.terminate()
         try:
             process.wait(10)
@@ -178,16 +186,19 @@ def running_nsd(directory: Path, zone_files: list[Path] | None = None,
             process.wait(10)
 
 
-def _wait_until_answering(nsd: Nsd, origin: str) -> None:
+def _wait_until_answering(nsd: Nsd, origin: str, last_try: bool) -> bool:
+    """True once nsd answers; False if it exited (fails the test on the last try)."""
     deadline = time.monotonic() + DEADLINE
     probe = dns.message.make_query(origin, "SOA")
     while time.monotonic() < deadline:
         if nsd.process.poll() is not None:
+            if not last_try:
+                return False
             output = (nsd.directory / "nsd.out").read_text(errors="replace")
             pytest.fail(f"nsd exited with {nsd.process.returncode}: {output}\n{nsd.log()}")
         try:
             udp_query(probe, nsd.port, timeout=0.2)  # blocks up to 0.2 s per try
-            return
+            return True
         except (dns.exception.Timeout, ConnectionRefusedError):
             continue
     pytest.fail(f"nsd did not answer on port {nsd.port} within {DEADLINE} s: {nsd.log()}")
