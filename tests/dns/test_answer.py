@@ -215,6 +215,31 @@ def test_reload_swaps_zones_and_empties_the_caches(zones: ZoneSet, loop: Loop) -
     assert server.statistics().reloads == 1
 
 
+class FakeDatagramTransport:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendto(self, data: bytes, addr: object = None) -> None:
+        self.sent.append(data)
+
+
+def test_udp_responses_are_dropped_while_the_send_queue_is_full(zones: ZoneSet,
+                                                                loop: Loop) -> None:
+    server = DnsServer(zones, loop)
+    protocol = server.datagram_protocol()
+    transport = FakeDatagramTransport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    query = dns.message.make_query("example.com", "A").to_wire()
+    protocol.datagram_received(query, ("127.0.0.1", 1))
+    protocol.pause_writing()
+    protocol.datagram_received(query, ("127.0.0.1", 1))
+    protocol.datagram_received(b"\x00\x01" + query[2:], ("127.0.0.1", 1))
+    protocol.resume_writing()
+    protocol.datagram_received(query, ("127.0.0.1", 1))
+    assert len(transport.sent) == 2
+    assert server.statistics().dropped == 2
+
+
 # -- DnsStreamProtocol over an in-memory link ----------------------------------------------
 
 

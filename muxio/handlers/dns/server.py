@@ -62,6 +62,8 @@ class DnsServerStatistics:
     """Malformed queries answered with FORMERR or NOTIMP."""
     ignored: int
     """Datagrams or frames dropped without an answer (too short, or a response)."""
+    dropped: int
+    """UDP responses dropped because the send queue was full."""
     tcp_connections: int
     reloads: int
     cached: int
@@ -92,6 +94,7 @@ class DnsServer:
         self.ignored = 0
         self.tcp_connections = 0
         self.reloads = 0
+        self.dropped = 0
 
     @property
     def zones(self) -> ZoneSet:
@@ -136,7 +139,7 @@ class DnsServer:
 
     def statistics(self) -> DnsServerStatistics:
         return DnsServerStatistics(
-            built=self.built, formerr=self.formerr, ignored=self.ignored,
+            built=self.built, formerr=self.formerr, ignored=self.ignored, dropped=self.dropped,
             tcp_connections=self.tcp_connections, reloads=self.reloads,
             cached=len(self.udp_cache) + len(self.tcp_cache) + len(self._responder.rendered))
 
@@ -145,16 +148,23 @@ class DnsServer:
 
 
 class DnsDatagramProtocol(DatagramProtocol):
-    """DNS over UDP: one datagram is one query."""
+    """DNS over UDP: one datagram is one query.
 
-    __slots__ = ("_server", "_cache_get", "_sendto")
+    When the transport's send queue passes its high-water mark (the kernel refuses our
+    datagrams), responses are dropped until it drains, and counted in `dropped`: a client
+    asks again, and memory stays bounded whatever the query rate.
+    """
+
+    __slots__ = ("_server", "_cache_get", "_sendto", "_transport")
 
     def __init__(self, server: DnsServer) -> None:
         self._server = server
         self._cache_get = server.udp_cache.get
-        self._sendto: Callable[[bytes, Address], None] = _drop
+        self._sendto: Callable[[bytes, Address], None] = self._drop
+        self._transport: DatagramTransport | None = None
 
     def connection_made(self, transport: DatagramTransport) -> None:
+        self._transport = transport
         self._sendto = transport.sendto
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
@@ -171,12 +181,20 @@ class DnsDatagramProtocol(DatagramProtocol):
         # E.g. ICMP port unreachable for a client that went away: nothing to do.
         log.debug("UDP error: %s", exc)
 
+    def pause_writing(self) -> None:
+        self._sendto = self._drop
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._sendto = self._transport.sendto
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self._sendto = _drop
+        self._transport = None
+        self._sendto = self._drop
 
-
-def _drop(data: bytes, addr: Address) -> None:
-    """Where responses go before connection_made and after connection_lost."""
+    def _drop(self, data: bytes, addr: Address) -> None:
+        """Where responses go while the send queue is full, or with no transport."""
+        self._server.dropped += 1
 
 
 class DnsStreamProtocol(Protocol):
