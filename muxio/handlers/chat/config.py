@@ -44,11 +44,12 @@ class ChatServerConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"ChatServerConfig.{name} must be >= 1, "
                                  f"got {getattr(self, name)}")
-        if self.max_output_buffer < max(self.high_water, self.max_frame) * 2:
+        least = max(self.high_water, self.max_frame) * 2
+        if self.max_output_buffer < least:
             raise ValueError(
-                f"ChatServerConfig.max_output_buffer must be at least twice high_water and "
-                f"max_frame ({max(self.high_water, self.max_frame) * 2}), got "
-                f"{self.max_output_buffer}")
+                f"ChatServerConfig.max_output_buffer must be at least {least} bytes (twice the "
+                f"larger of the water mark {self.high_water} and the maximum frame "
+                f"{self.max_frame}), got {self.max_output_buffer}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
