@@ -14,6 +14,8 @@ shows medians over rounds and ratios to asyncio measured in the same run:
 - CPU/req: the server process's user+system CPU time over the run divided by the requests
   completed (lower is better); unlike req/s it does not depend on how fast wrk is.
 
+When wrk itself saturates its CPU, every fast server shows about the same req/s and the
+req/s ratios shrink toward 1: CPU/req is then the figure that tells servers apart.
 A run with socket errors (wrk's "Socket errors" line) or non-2xx responses is an error.
 This is a measurement, not a test: nothing here asserts a speed.
 """
@@ -120,17 +122,23 @@ def table(runs: dict[str, list[Run]]) -> str:
     def median(name: str, attribute: str) -> float:
         return float(statistics.median(getattr(run, attribute) for run in runs[name]))
 
+    def spread(name: str, attribute: str) -> str:
+        values = [getattr(run, attribute) for run in runs[name]]
+        return f"{min(values):,.0f}-{max(values):,.0f}"
+
     ref_rate = median(REFERENCE, "requests_per_second")
     ref_p99 = median(REFERENCE, "p99_ms")
     ref_cpu = median(REFERENCE, "cpu_us_per_request")
-    lines = ["| target | req/s | vs asyncio | p99 ms | vs asyncio | CPU us/req | vs asyncio |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| target | req/s (median) | min-max | vs asyncio | p99 ms | vs asyncio "
+             "| CPU us/req | vs asyncio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in runs:
         rate = median(name, "requests_per_second")
         p99 = median(name, "p99_ms")
         cpu = median(name, "cpu_us_per_request")
-        lines.append(f"| {name} | {rate:,.0f} | {rate / ref_rate:.2f}x | {p99:.2f} | "
-                     f"{p99 / ref_p99:.2f}x | {cpu:.1f} | {cpu / ref_cpu:.2f}x |")
+        lines.append(f"| {name} | {rate:,.0f} | {spread(name, 'requests_per_second')} | "
+                     f"{rate / ref_rate:.2f}x | {p99:.2f} | {p99 / ref_p99:.2f}x | "
+                     f"{cpu:.1f} | {cpu / ref_cpu:.2f}x |")
     return "\n".join(lines)
 
 
