@@ -119,7 +119,7 @@ class FrameDecoder:
         if available >= HEADER_SIZE:
             length, type_code, request_id = HEADER.unpack_from(buffer, offset)
             end = offset + LENGTH_SIZE + length
-            if length <= self.max_frame and end <= len(buffer):
+            if MIN_LENGTH <= length <= self.max_frame and end <= len(buffer):
                 self._offset = end
                 return Frame(type_code, request_id, bytes(buffer[offset + HEADER_SIZE:end]))
         return self._next_slow()
