@@ -25,7 +25,7 @@ CHAT = [sys.executable, "-m", "muxio", "chat"]
 def chat_server(backend: str, transport: str = "tcp") -> Iterator[tuple[ChatServer, int]]:
     """A chat server in a loop thread of this process (so the test can look at its table)."""
     with LoopThread(backend) as runner:
-        chat = runner.call(lambda loop: ChatServer(loop))
+        chat = runner.call(ChatServer)
         spec = stream_transport(transport)
         server = runner.call(lambda loop: spec.serve(chat.protocol_factory, "127.0.0.1", 0,
                                                      loop=loop))
