@@ -8,10 +8,11 @@ id counter (ids are never reused, so "gone" and "never existed" can be told apar
 host name and wall clock. It is an ordinary object handed to each connection, never a
 global: two servers in one process do not share clients.
 
-Each connection feeds its `ChatSession` and answers the events one by one. Answers to the
-connection's own requests are collected and written once per read (or per 16 KiB), so a
-burst of pipelined requests costs one `write`. Frames for *other* connections (forwarded
-messages, JOINED/LEFT) go through `deliver`, which is where memory is bounded:
+Each connection feeds its `ChatSession` and answers the events one by one. While events
+are being handled, every frame for every connection is collected and written once at the
+end (or per 16 KiB of a connection's own answers): a burst of pipelined requests costs one
+`write`, and so does a burst of SENDs to one recipient. Frames for *other* connections
+(forwarded messages, JOINED/LEFT) go through `deliver`, which is where memory is bounded:
 
 - Own requests: when the transport calls `pause_writing` (its buffer passed `high_water`),
   the shell stops taking events from the session and pauses reading; `resume_writing`
@@ -113,6 +114,10 @@ class ChatServer:
         self.connections: set[ChatServerProtocol] = set()
         """Every open connection, greeted or not."""
         self._next_id = 1
+        self._busy = 0
+        """Connections whose events are being handled (nested through resume_writing)."""
+        self._pending: list[ChatServerProtocol] = []
+        """Connections with frames queued while busy, written when handling ends."""
         self._broadcasts: deque[tuple[bytes, ChatServerProtocol | None]] = deque()
         self._broadcasting = False
         self._closed = False
@@ -174,6 +179,14 @@ class ChatServer:
             self.stats[key] += 1
         self._leave(conn, reason)
         conn._abort()
+
+    def _flush_pending(self) -> None:
+        pending = self._pending
+        while pending:
+            batch = pending[:]
+            pending.clear()
+            for conn in batch:
+                conn._flush()
 
     def _broadcast(self, frame: bytes, exclude: ChatServerProtocol | None) -> None:
         self._broadcasts.append((frame, exclude))
@@ -266,7 +279,7 @@ class ChatServerProtocol(Protocol):
 
     __slots__ = (
         "server", "config", "transport", "session", "client_id", "address", "port",
-        "heartbeat", "dropped", "_out", "_out_size", "_batching", "_writing_paused",
+        "heartbeat", "dropped", "_out", "_out_size", "_queued", "_writing_paused",
         "_reading_paused", "_closed", "_errors", "_ping_id", "_handlers")
 
     def __init__(self, server: ChatServer) -> None:
@@ -283,7 +296,7 @@ class ChatServerProtocol(Protocol):
         self.dropped = False
         self._out: list[bytes] = []
         self._out_size = 0
-        self._batching = False
+        self._queued = False
         self._writing_paused = False
         self._reading_paused = False
         self._closed = False
@@ -347,7 +360,8 @@ class ChatServerProtocol(Protocol):
             return
         session = self.session
         handlers = self._handlers
-        self._batching = True
+        server = self.server
+        server._busy += 1
         try:
             while not self._writing_paused:
                 event = session.next_event()
@@ -365,8 +379,9 @@ class ChatServerProtocol(Protocol):
                 if self._out_size >= _FLUSH_AT:
                     self._flush()
         finally:
-            self._batching = False
-            self._flush()
+            server._busy -= 1
+            if not server._busy:
+                server._flush_pending()
         transport = self.transport
         if transport is None or self._stopped() or transport.is_closing():
             return
@@ -387,13 +402,20 @@ class ChatServerProtocol(Protocol):
         self._write(self.session.send(message))
 
     def _write(self, frame: bytes) -> None:
-        if self._batching:
-            self._out.append(frame)
-            self._out_size += len(frame)
-        elif self.transport is not None:
-            self.transport.write(frame)
+        """Queue a frame. While any connection's events are being handled, frames for
+        every connection are collected and written once at the end (a burst of SENDs to
+        one recipient costs one send(2)); otherwise they are written at once."""
+        self._out.append(frame)
+        self._out_size += len(frame)
+        if not self._queued:
+            self._queued = True
+            if self.server._busy:
+                self.server._pending.append(self)
+            else:
+                self._flush()
 
     def _flush(self) -> None:
+        self._queued = False
         if not self._out:
             return
         out = self._out
