@@ -16,6 +16,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -118,15 +119,19 @@ class ServerProcess:
         self.target = target
         self.port = port
         argv = [*target.argv, "--port", str(port)]
+        # stderr goes to a file, not a pipe: a chatty server must never block on a pipe
+        # nobody reads while it is being measured.
+        self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         pin(self.process.pid, cpus)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until the server says it serves
         if "serving" not in line:
             self.stop()
-            stderr = self.process.stderr.read() if self.process.stderr else ""
+            self._stderr.seek(0)
+            stderr = self._stderr.read()[-2000:]
             raise BenchError(f"{target.name} did not start: {line.strip()} {stderr.strip()}")
 
     def cpu_seconds(self) -> float:
@@ -140,9 +145,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        if not self._stderr.closed:
+            self._stderr.close()
 
 
 def free_port() -> int:
