@@ -153,7 +153,7 @@ class ChatServer:
         return client_id
 
     def _announce_joined(self, conn: ChatServerProtocol) -> None:
-        log.info("client %d joined from %s port %d", conn.client_id, conn.address, conn.port)
+        log.debug("client %d joined from %s port %d", conn.client_id, conn.address, conn.port)
         self._broadcast(encode(Joined(client=conn.entry())), conn)
 
     def _leave(self, conn: ChatServerProtocol, reason: LeaveReason) -> None:
@@ -161,8 +161,8 @@ class ChatServer:
         if self._clients.get(conn.client_id) is not conn:
             return
         del self._clients[conn.client_id]
-        log.info("client %d (%s port %d) left: %s", conn.client_id, conn.address, conn.port,
-                 reason.name.lower().replace("_", " "))
+        log.debug("client %d (%s port %d) left: %s", conn.client_id, conn.address, conn.port,
+                  reason.name.lower().replace("_", " "))
         if not self._closed:
             self._broadcast(encode(Left(client_id=conn.client_id, reason=reason)), None)
 
