@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds before measuring")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median)")
-    parser.add_argument("--window", type=int, default=16,
-                        help="SEND requests in flight per sender (default: 16)")
+    parser.add_argument("--window", type=int, default=32,
+                        help="SEND requests in flight per sender (default: 32)")
     parser.add_argument("--json", type=Path, default=None, help="write the runs here too")
     args = parser.parse_args(argv)
     backends = args.backends.split(",") if args.backends else matrix_backends()

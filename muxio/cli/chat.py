@@ -654,8 +654,10 @@ class ChatShell(ChatClientHandler):
             self.console.show(f"* client {entry.client_id} joined from "
                               f"{format_address(printable(entry.address), entry.port)}")
         elif isinstance(message, Left):
-            reason = _LEAVE_REASONS.get(LeaveReason(message.reason), "?") if (
-                message.reason in LeaveReason._value2member_map_) else f"reason {message.reason}"
+            try:
+                reason = _LEAVE_REASONS[LeaveReason(message.reason)]
+            except (ValueError, KeyError):  # a reason from a newer protocol version
+                reason = f"reason {message.reason}"
             self.console.show(f"* client {message.client_id} left ({reason})")
         elif isinstance(message, Closing):
             self.console.show(f"* the server is closing the connection: "

@@ -4,6 +4,7 @@ every split, broken frames are reported without losing sync, memory stays bounde
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -129,7 +130,7 @@ def server_events(data: bytes, max_frame: int = 65536, pieces: int = 1) -> list[
     return list(feed_pieces(session, splits(stream, [size]), eof=True))
 
 
-def codes(events: list[object]) -> list[object]:
+def codes(events: Sequence[object]) -> list[object]:
     return [event.code if isinstance(event, InvalidFrame) else type(event).__name__
             if isinstance(event, Message) else event for event in events]
 

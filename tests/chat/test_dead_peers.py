@@ -55,6 +55,7 @@ def test_peer_that_never_says_hello_is_closed_too(backend: str) -> None:
     with chat_rig(backend, "tcp", config) as rig, raw_socket(rig.port):
         rig.run_until(lambda: len(rig.server.connections) == 1)
         rig.run_until(lambda: not rig.server.connections, timeout=INTERVAL * 2 + 5.0)
+        assert not rig.chat.connections and rig.chat.stats["dropped_timeout"] == 1
 
 
 def test_slow_receiver_is_dropped_with_a_logged_reason(

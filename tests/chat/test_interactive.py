@@ -44,7 +44,7 @@ def chat_server(backend: str, transport: str = "tcp") -> Iterator[tuple[ChatServ
 def need_pexpect() -> Any:
     """The pexpect module; skipped with the install command (a failure under CI=true)."""
     require_module("pexpect", "pexpect")
-    import pexpect
+    import pexpect  # type: ignore[import-untyped]
 
     return pexpect
 

@@ -18,6 +18,7 @@ from muxio.handlers.chat import (
     ChatServerProtocol,
     ChatTimeoutError,
     ErrorCode,
+    Event,
     InvalidFrame,
     LeaveReason,
     Message,
@@ -92,7 +93,7 @@ def memory_rig(**config: object) -> Iterator[MemoryRig]:
             loop.run_once(0)
 
 
-def frames(peer: RawPeer) -> list[object]:
+def frames(peer: RawPeer) -> list[Event]:
     return peer.messages()
 
 
@@ -151,7 +152,7 @@ def test_client_gives_up_on_a_silent_server() -> None:
         assert sum(isinstance(event, Ping) for event in _server_view(fake_server)) == 3
 
 
-def _server_view(peer: RawPeer) -> list[object]:
+def _server_view(peer: RawPeer) -> list[Event]:
     from muxio.handlers.chat import ChatSession, Role
     from tests.chat.harness import drain
 
@@ -200,13 +201,14 @@ def test_a_client_that_does_not_read_stalls_only_itself() -> None:
         assert side.transport is not None
         waiting = side.transport.get_write_buffer_size()
         assert 64 * 1024 < waiting < 100 * 1024  # high water + one flush, not 20000 answers
-        answer = []
+        answer: list[Message] = []
         other.protocol.time(answer.append)
         rig.run_until(lambda: bool(answer))  # the server still serves everyone else
         greedy.transport.resume_reading()
         rig.run_until(lambda: len(greedy.received) >= len(_expected_times(count)))
         events = frames(greedy)
-        assert [event.request_id for event in events] == list(range(1, count + 2))  # type: ignore[union-attr]
+        assert [getattr(event, "request_id", None) for event in events] == list(
+            range(1, count + 2))
 
 
 def _expected_times(count: int) -> bytes:
