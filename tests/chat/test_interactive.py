@@ -160,9 +160,12 @@ def test_screen_in_tmux(backend: str) -> None:
         command = " ".join([*CHAT, "127.0.0.1", str(port), "--backend", backend])
         subprocess.run([tmux, "-L", socket_name, "-f", "/dev/null", "new-session", "-d",
                         "-s", "chat", "-x", "100", "-y", "20", "-c", str(REPO),
-                        f"env PYTHONPATH={REPO} {command}"], check=True, timeout=DEADLINE)
+                        f"env PYTHONPATH={REPO} {command}"], check=True, timeout=DEADLINE,
+                       env={**os.environ, "TERM": "xterm"})
+        # tmux needs to know the terminal it draws on (CI may run without TERM).
         view = pexpect.spawn(tmux, ["-L", socket_name, "attach", "-t", "chat"],
-                             encoding="utf-8", timeout=DEADLINE, dimensions=(20, 100))
+                             env={**os.environ, "TERM": "xterm"}, encoding="utf-8",
+                             timeout=DEADLINE, dimensions=(20, 100))
         try:
             view.expect(r"as client (\d+) ")
             me = view.match.group(1)
