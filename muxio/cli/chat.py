@@ -397,8 +397,11 @@ class ChatShell(ChatClientHandler):
             if not self._queue:
                 if self._pull is not None and not self._input_eof:
                     self._pull()
-                    if self._queue or not self._input_eof:
-                        continue
+                    if not self._queue and not self._input_eof:
+                        # A chunk without a whole line: go on after the loop had its turn.
+                        self.loop.call_soon(self.pump)
+                        return
+                    continue
                 if self._input_eof:
                     self.execute("exit")
                 return

@@ -168,3 +168,13 @@ def test_same_handler_on_asyncio() -> None:
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_overlong_input_line_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "long.txt"
+    path.write_text("send 1 " + "x" * 70_000 + "\ntime\n")
+    with serve_chat() as (_, port), path.open("rb") as handle:
+        result = run_chat("127.0.0.1", str(port), stdin=handle)
+    assert result.returncode == 1
+    assert "error: input line longer than 65536 bytes skipped" in result.stderr
+    assert "server time: " in result.stdout

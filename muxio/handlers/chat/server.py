@@ -225,8 +225,11 @@ class ChatServer:
                     self.stats["forwarded"] += 1
                     return SendOk(request_id=request.request_id, to=to)
                 self.stats["not_delivered"] += 1
-                error = ErrorCode.NOT_DELIVERED, f"client {to} could not take the message " \
-                                                 f"and was dropped (slow receiver)"
+                if target.dropped:
+                    error = ErrorCode.NOT_DELIVERED, f"client {to} could not take the " \
+                                                     f"message and was dropped (slow receiver)"
+                else:
+                    error = ErrorCode.CLIENT_GONE, f"client {to} is leaving"
         code, description = error
         return ErrorResponse(request_id=request.request_id, code=code,
                              request_type=MessageType.SEND, description=description)
@@ -505,8 +508,10 @@ class ChatServerProtocol(Protocol):
         self._close_transport()
 
     def _finish(self) -> None:
-        """The session ended (EOF, or BYE handled): close once the answers are out."""
+        """The session ended (EOF, or BYE handled): off the list now, and close once the
+        answers are out."""
         self._flush()
+        self.server._leave(self, LeaveReason.CLOSED)
         self._close_transport()
 
     # -- heartbeats and closing ----------------------------------------------------------
