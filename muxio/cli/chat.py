@@ -270,6 +270,10 @@ class LineSplitter:
                 self._discarding = False
                 self._partial.clear()
                 continue
+            if len(self._partial) + len(piece) > MAX_LINE:
+                self._on_too_long(len(self._partial) + len(piece))
+                self._partial.clear()
+                continue
             self._partial += piece
             self._emit()
         if not self._discarding:
