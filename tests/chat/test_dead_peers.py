@@ -41,7 +41,7 @@ def test_silent_peer_is_removed_within_interval_times_misses(backend: str) -> No
             elapsed = rig.loop.time() - joined_at
             # Not before interval x misses of silence (timers never fire early), and in
             # time (the deadline above); the loop's own latency is all that is added.
-            assert INTERVAL * MISSES - 0.05 <= elapsed <= INTERVAL * MISSES + 1.0, elapsed
+            assert INTERVAL * MISSES - 0.05 <= elapsed <= INTERVAL * MISSES + 2.0, elapsed
             rig.run_until(lambda: len(rig.server.connections) == 1)  # its socket is closed
             rig.run_until(lambda: bool(watcher.recorder.left))
             assert watcher.recorder.left[0].client_id == silent_id
