@@ -13,6 +13,9 @@ One iteration (`run_once`):
 3. Move due timers to the ready queue; run the callbacks that were ready *before* this
    step (callbacks scheduled now run in the next iteration, so a callback that
    reschedules itself cannot starve I/O).
+4. Run the `call_before_poll` callbacks: transports send the writes they queued during
+   this iteration, every connection's bytes in one pass, so the peers are woken in one
+   burst rather than between our reads.
 
 With an edge-triggered poller (`loop.edge_triggered`), a reader must read until EAGAIN:
 the fd is not reported again until new data arrives.
@@ -35,6 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from types import FrameType, TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -215,10 +219,13 @@ class Loop:
         self.edge_triggered = poller.capabilities.edge_triggered
         self._clock: Clock = clock or MonotonicClock()
         self.time: Callable[[], float] = self._clock.monotonic
-        self._readers: dict[int, tuple[Callback, tuple[object, ...]]] = {}
-        self._writers: dict[int, tuple[Callback, tuple[object, ...]]] = {}
+        # fd -> a callable taking no arguments (extra arguments are bound with partial),
+        # so that dispatching an event is one dict lookup and one plain call.
+        self._readers: dict[int, Callable[[], object]] = {}
+        self._writers: dict[int, Callable[[], object]] = {}
         self._interest: dict[int, int] = {}
         self._ready: deque[Handle] = deque()
+        self._before_poll: list[Callable[[], object]] = []
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._cancelled_timers = 0
@@ -272,6 +279,16 @@ class Loop:
         self._waker.wake()
         return handle
 
+    def call_before_poll(self, callback: Callable[[], object]) -> None:
+        """Run `callback()` once at the end of this iteration, after the ready callbacks,
+        right before the loop polls again.
+
+        Transports queue their writes here so that every connection's bytes of one
+        iteration go out in one pass (see tcp.py); a callback added while these run
+        still runs before the poll.
+        """
+        self._before_poll.append(callback)
+
     def call_later(self, delay: float, callback: Callback, *args: object) -> TimerHandle:
         """Run `callback(*args)` after `delay` seconds (loop clock)."""
         return self.call_at(self.time() + delay, callback, *args)
@@ -301,7 +318,7 @@ class Loop:
     def add_reader(self, fileobj: FileLike, callback: Callback, *args: object) -> None:
         """Call `callback(*args)` whenever the fd is readable (replaces an earlier reader)."""
         fd = self._fd_for_update(fileobj)
-        self._readers[fd] = (callback, args)
+        self._readers[fd] = partial(callback, *args) if args else callback
         self._update_interest(fd)
 
     def remove_reader(self, fileobj: FileLike) -> bool:
@@ -315,7 +332,7 @@ class Loop:
     def add_writer(self, fileobj: FileLike, callback: Callback, *args: object) -> None:
         """Call `callback(*args)` whenever the fd is writable (replaces an earlier writer)."""
         fd = self._fd_for_update(fileobj)
-        self._writers[fd] = (callback, args)
+        self._writers[fd] = partial(callback, *args) if args else callback
         self._update_interest(fd)
 
     def remove_writer(self, fileobj: FileLike) -> bool:
@@ -463,6 +480,8 @@ class Loop:
         self._thread_id = None
 
     def _run_once(self, max_timeout: float | None = None) -> None:
+        if self._before_poll:
+            self._run_before_poll()  # e.g. writes made while the loop was not running
         ready = self._ready
         timers = self._timers
         timeout: float | None
@@ -484,19 +503,19 @@ class Loop:
             for fd, mask in events:
                 self.current_events = mask
                 if mask & _READ_LIKE:
-                    entry = readers.get(fd)
-                    if entry is not None:
+                    reader = readers.get(fd)
+                    if reader is not None:
                         try:
-                            entry[0](*entry[1])
+                            reader()
                         except Exception as exc:
-                            self._callback_failed(exc, entry[0])
+                            self._callback_failed(exc, reader)
                 if mask & _WRITE_LIKE:
-                    entry = writers.get(fd)
-                    if entry is not None:
+                    writer = writers.get(fd)
+                    if writer is not None:
                         try:
-                            entry[0](*entry[1])
+                            writer()
                         except Exception as exc:
-                            self._callback_failed(exc, entry[0])
+                            self._callback_failed(exc, writer)
 
         if timers:
             now = self.time()
@@ -508,8 +527,6 @@ class Loop:
                     timer._loop = None  # fired: a late cancel() must not count it again
                     ready.append(timer)
 
-        if not ready:
-            return
         for _ in range(len(ready)):
             handle = ready.popleft()
             if handle._cancelled:
@@ -518,6 +535,21 @@ class Loop:
                 handle._callback(*handle._args)
             except Exception as exc:
                 self._callback_failed(exc, handle._callback)
+
+        if self._before_poll:
+            self._run_before_poll()
+
+    def _run_before_poll(self) -> None:
+        before_poll = self._before_poll
+        index = 0
+        while index < len(before_poll):  # the list may grow while it runs
+            callback = before_poll[index]
+            index += 1
+            try:
+                callback()
+            except Exception as exc:
+                self._callback_failed(exc, callback)
+        before_poll.clear()
 
     # -- errors --------------------------------------------------------------------------
 
@@ -537,6 +569,8 @@ class Loop:
                   exc_info=exc if isinstance(exc, BaseException) else None)
 
     def _callback_failed(self, exc: Exception, callback: Callback) -> None:
+        if isinstance(callback, partial):
+            callback = callback.func
         self.call_exception_handler({
             "message": f"exception in callback {getattr(callback, '__qualname__', callback)}",
             "exception": exc, "callback": callback})
@@ -553,6 +587,7 @@ class Loop:
             self.remove_signal_handler(signum)
         self._closed = True
         self._ready.clear()
+        self._before_poll.clear()
         for entry in self._timers:
             entry[2]._loop = None
         self._timers.clear()

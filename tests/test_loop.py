@@ -236,3 +236,44 @@ def test_close_leaves_no_fd_open(backend: str) -> None:
     assert set(os.listdir("/proc/self/fd")) == before
     with pytest.raises(LoopClosedError):
         loop.call_soon(print)
+
+
+def test_call_before_poll_runs_after_the_ready_callbacks_once(loop: Loop) -> None:
+    order: list[str] = []
+
+    def flush() -> None:
+        order.append("flush")
+        if order.count("flush") == 1:
+            loop.call_before_poll(lambda: order.append("added while flushing"))
+
+    def callback() -> None:
+        order.append("callback")
+        loop.call_before_poll(flush)
+
+    loop.call_soon(callback)
+    loop.run_once()
+    assert order == ["callback", "flush", "added while flushing"]
+    loop.run_once()
+    assert order == ["callback", "flush", "added while flushing"]  # ran once only
+
+
+def test_call_before_poll_from_outside_runs_before_blocking(loop: Loop) -> None:
+    ran: list[bool] = []
+    loop.call_before_poll(lambda: ran.append(True))
+    loop.run_until(lambda: bool(ran), timeout=5)  # would block in poll if it waited
+    assert ran == [True]
+
+
+def test_call_before_poll_failure_is_reported_and_the_rest_run(
+        loop: Loop, caplog: pytest.LogCaptureFixture) -> None:
+    ran: list[str] = []
+
+    def broken() -> None:
+        raise ValueError("broken flush")
+
+    loop.call_before_poll(broken)
+    loop.call_before_poll(lambda: ran.append("next"))
+    with caplog.at_level(logging.ERROR, logger="muxio.loop"):
+        loop.run_once()
+    assert ran == ["next"]
+    assert "broken flush" in caplog.text

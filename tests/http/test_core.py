@@ -452,3 +452,23 @@ def test_config_is_validated() -> None:
         HttpConfig(max_body_size=0)
     with pytest.raises(ValueError, match="server_name"):
         HttpConfig(server_name="bad\r\n")
+
+
+def test_next_complete_request_takes_a_whole_bodiless_request_at_once() -> None:
+    conn = ServerConnection()
+    conn.receive_data(GET + POST_LENGTH + GET[:10])
+    request = conn.next_complete_request()
+    assert isinstance(request, Request) and request.method == "GET"
+    assert conn.our_state is Ours.RESPOND
+    assert conn.next_complete_request() is None  # ours is busy: the POST waits
+    conn.respond(OK, 0.0)
+    assert conn.next_complete_request() is None  # the POST has a body: next_event's turn
+    post = conn.next_event()
+    assert isinstance(post, Request) and post.method == "POST"
+    assert conn.next_event() == Data(b"hello world")
+    assert conn.next_event() is END_OF_MESSAGE
+    conn.respond(OK, 0.0)
+    assert conn.next_complete_request() is None  # the last GET is incomplete
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data(GET[10:])
+    assert conn.next_complete_request() is not None

@@ -240,3 +240,13 @@ def test_access_log_lines(loop: Loop, caplog: pytest.LogCaptureFixture) -> None:
              if record.name == "muxio.http.access"]
     assert lines == ['client "GET / HTTP/1.1" 200 14', 'client "GET /stream?100 HTTP/1.1" 200 0',
                      'client "GET /missing HTTP/1.1" 404 14']
+
+
+def test_streamed_then_bytes_responses_on_one_connection(loop: Loop) -> None:
+    client, _ = pair(loop)
+    client.send(build_request("GET", "/stream?30000"))
+    loop.run_until(lambda: client.received.endswith(b"0\r\n\r\n"), timeout=60)
+    client.send(build_request("GET", "/p/2"))
+    loop.run_until(lambda: client.responses() == 2, timeout=60)
+    loop.run_until(lambda: client.received.endswith(b"GET /p/2?"), timeout=60)
+    assert client.lost_at is None  # still kept alive

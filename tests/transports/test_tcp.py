@@ -386,3 +386,93 @@ def test_nc_pipes_through_echo(echo_server: tuple[LoopThread, tcp.TcpServer]) ->
     result = subprocess.run([nc, "-N", "127.0.0.1", str(server.port)], input=payload,
                             capture_output=True, timeout=120, check=True)
     assert result.stdout == payload
+
+
+class _Collector(Protocol):
+    def __init__(self) -> None:
+        self.transport: Transport | None = None
+        self.received = bytearray()
+        self.lost = False
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+
+def _connected_pair(loop: Loop) -> tuple[_Collector, _Collector, tcp.TcpServer]:
+    servers: list[_Collector] = []
+
+    def factory() -> _Collector:
+        servers.append(_Collector())
+        return servers[-1]
+
+    server = tcp.serve(factory, "127.0.0.1", 0, loop=loop)
+    client = _Collector()
+    loop.run_until_complete(tcp.connect(lambda: client, "127.0.0.1", server.port, loop=loop),
+                            timeout=DEADLINE)
+    loop.run_until(lambda: bool(servers), timeout=DEADLINE)
+    return client, servers[0], server
+
+
+def test_writes_of_one_iteration_are_queued_then_sent_together(backend: str) -> None:
+    with Loop(backend) as loop:
+        client, peer, server = _connected_pair(loop)
+        transport = client.transport
+        assert transport is not None
+        buffer = bytearray(b"first;")
+        transport.write(buffer)
+        buffer[:] = b"XXXXXX"  # the transport copied it: the caller may reuse its buffer
+        transport.write(memoryview(b"second;"))
+        transport.write(b"third")
+        assert transport.get_write_buffer_size() == len(b"first;second;third")
+        loop.run_until(lambda: len(peer.received) >= 18, timeout=DEADLINE)
+        assert bytes(peer.received) == b"first;second;third"
+        assert transport.get_write_buffer_size() == 0
+        transport.close()
+        server.close()
+        loop.run_until(lambda: client.lost and peer.lost, timeout=DEADLINE)
+
+
+def test_close_sends_the_queued_writes_first(backend: str) -> None:
+    with Loop(backend) as loop:
+        client, peer, server = _connected_pair(loop)
+        assert client.transport is not None
+        client.transport.write(b"queued then closed")
+        client.transport.close()
+        loop.run_until(lambda: client.lost and peer.lost, timeout=DEADLINE)
+        assert bytes(peer.received) == b"queued then closed"
+        server.close()
+
+
+def test_abort_drops_the_queued_writes(backend: str) -> None:
+    with Loop(backend) as loop:
+        client, peer, server = _connected_pair(loop)
+        assert client.transport is not None
+        client.transport.write(b"queued then aborted")
+        client.transport.abort()
+        assert client.transport.get_write_buffer_size() == 0
+        loop.run_until(lambda: client.lost and peer.lost, timeout=DEADLINE)
+        assert bytes(peer.received) == b""
+        server.close()
+
+
+def test_a_write_over_the_high_water_mark_is_sent_at_once(backend: str) -> None:
+    with Loop(backend) as loop:
+        client, peer, server = _connected_pair(loop)
+        transport = client.transport
+        assert transport is not None
+        transport.set_write_buffer_limits(high=1024)
+        payload = os.urandom(4096)
+        transport.write(payload)
+        # Sent (or handed to the kernel-full buffer) inside write(), not held to the poll.
+        assert transport.get_write_buffer_size() < len(payload)
+        loop.run_until(lambda: len(peer.received) >= len(payload), timeout=DEADLINE)
+        assert bytes(peer.received) == payload
+        transport.close()
+        server.close()
+        loop.run_until(lambda: client.lost and peer.lost, timeout=DEADLINE)

@@ -157,7 +157,7 @@ class ServerConnection:
     """One HTTP/1.1 server connection's protocol state, with no I/O of its own."""
 
     __slots__ = (
-        "config", "_parser", "_events", "_their", "_ours", "_error", "_callback_error",
+        "config", "_parser", "_events", "their_phase", "_ours", "_error", "_callback_error",
         "_request", "_current_open", "_continue_sent", "_date", "_server_name",
         "_target", "_target_size", "_headers", "_head_size", "_head_fed", "_completed",
         "_content_length", "_transfer_encodings", "_hosts", "_expect_continue", "_special",
@@ -176,7 +176,8 @@ class ServerConnection:
         self._date = date_cache or SHARED_DATE_CACHE
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._events: deque[Event | HttpError] = deque()
-        self._their = _IDLE
+        self.their_phase = _IDLE
+        """Where the parser is in the client's bytes (read it; only the core sets it)."""
         self._ours = Ours.IDLE
         self._error: HttpError | None = None
         self._callback_error: HttpError | None = None
@@ -209,10 +210,6 @@ class ServerConnection:
         self._in_trailers = False
 
     # -- state -------------------------------------------------------------------------
-
-    @property
-    def their_phase(self) -> Phase:
-        return self._their
 
     @property
     def our_state(self) -> Ours:
@@ -259,12 +256,12 @@ class ServerConnection:
         Never raises for bad input: errors are queued and raised by `next_event()`.
         """
         parser = self._parser
-        if parser is None or self._their is _ERROR or self._their is _CLOSED:
+        if parser is None or self.their_phase is _ERROR or self.their_phase is _CLOSED:
             return  # after an error or EOF, bytes have nowhere to go: the shell drains them
         if not data:
             self._receive_eof()
             return
-        phase_before = self._their
+        phase_before = self.their_phase
         completed_before = self._completed
         while True:
             try:
@@ -280,7 +277,7 @@ class ServerConnection:
                 self._fail(self._callback_error or _map_parser_error(exc))
                 return
             break
-        if self._their is _HEAD:
+        if self.their_phase is _HEAD:
             # The head is unfinished; llhttp may hold part of it inside (an unfinished
             # field). Count the bytes that surely belong to it: all of this read if the
             # head began before it or no earlier message ended in it; if one did, where
@@ -297,16 +294,16 @@ class ServerConnection:
                     f"(HttpConfig.max_head_size) before it ended"))
 
     def _receive_eof(self) -> None:
-        if self._their is _IDLE:
-            self._their = _CLOSED
+        if self.their_phase is _IDLE:
+            self.their_phase = _CLOSED
             self._events.append(CONNECTION_CLOSED)
         else:
             self._fail(IncompleteRequestError(
                 f"the client closed its side in the middle of a request "
-                f"({self._their.value} incomplete)"))
+                f"({self.their_phase.value} incomplete)"))
 
     def _fail(self, error: HttpError) -> None:
-        self._their = _ERROR
+        self.their_phase = _ERROR
         self._callback_error = None
         self._events.append(error)
 
@@ -317,15 +314,9 @@ class ServerConnection:
         raise error
 
     def on_message_begin(self) -> None:
-        self._their = _HEAD
-        self._target = b""
-        self._target_size = self._head_size = self._hosts = self._body_size = 0
-        self._headers = []
-        self._body_seen = self._in_trailers = False
-        if self._special:
-            self._special = self._expect_continue = False
-            self._content_length = None
-            self._transfer_encodings = 0
+        # The head fields were reset when the previous head was handed out (or in
+        # __init__): this runs for every request, so it only moves the phase.
+        self.their_phase = _HEAD
 
     def on_url(self, piece: bytes) -> None:
         if self._target:
@@ -387,12 +378,22 @@ class ServerConnection:
         target = self._target
         if not target:
             self._raise(BadRequestError("empty request target"))
-        self._their = _BODY
+        self.their_phase = _BODY
         self._in_trailers = True  # header fields from now on are trailers (chunked bodies)
+        self._body_size = 0
+        self._body_seen = False
         self.requests += 1
         self._events.append(Request(
             parser.get_method().decode("ascii"), target, version, self._headers,
             parser.should_keep_alive(), expect_continue=expect_continue))
+        # Ready for the next head (see on_message_begin).
+        self._target = b""
+        self._target_size = self._head_size = self._hosts = 0
+        self._headers = []
+        if self._special:
+            self._special = self._expect_continue = False
+            self._content_length = None
+            self._transfer_encodings = 0
 
     def _check_framing(self, parser: httptools.HttpRequestParser, version: str) -> bool:
         """Body framing checks (llhttp has already refused CL with TE and duplicate CLs).
@@ -423,7 +424,7 @@ class ServerConnection:
 
     def on_message_complete(self) -> None:
         self._in_trailers = False
-        self._their = _IDLE
+        self.their_phase = _IDLE
         self._completed += 1
         self._events.append(END_OF_MESSAGE)
 
@@ -466,6 +467,23 @@ class ServerConnection:
         events.popleft()
         self._error = event
         raise event
+
+    def next_complete_request(self) -> Request | None:
+        """The next request when its whole message, with no body, is buffered and may be
+        answered now (it is then handed out with its `END_OF_MESSAGE`); else None, and
+        `next_event()` tells what there is. One call instead of three on the hot path."""
+        events = self._events
+        if len(events) < 2 or self._ours is not Ours.IDLE or events[1] is not END_OF_MESSAGE:
+            return None
+        request = events[0]
+        if type(request) is not Request:
+            return None
+        events.popleft()
+        events.popleft()
+        self._ours = Ours.RESPOND
+        self._request = request
+        self._current_open = self._continue_sent = self._close_after = False
+        return request
 
     # -- output ------------------------------------------------------------------------
 

@@ -84,11 +84,15 @@ class Request:
                  expect_continue: bool = False) -> None:
         self.method = method
         self.target = target
-        path, question, query = target.partition(b"?")
-        if path[:1] != b"/":
-            path = _origin_path(path)
-        self.path = path.decode("latin-1")
-        self.query = query.partition(b"#")[0].decode("latin-1") if question else ""
+        if b"?" in target or target[:1] != b"/":
+            path, question, query = target.partition(b"?")
+            if path[:1] != b"/":
+                path = _origin_path(path)
+            self.path = path.decode("latin-1")
+            self.query = query.partition(b"#")[0].decode("latin-1") if question else ""
+        else:  # the common case: an origin-form path with no query
+            self.path = target.decode("latin-1")
+            self.query = ""
         self.http_version = http_version
         self.raw_headers = raw_headers
         self.keep_alive = keep_alive

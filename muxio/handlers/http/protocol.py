@@ -62,7 +62,7 @@ class HttpProtocol(Protocol):
         "transport", "_app", "_scheduler", "_config", "_conn", "_request", "_body",
         "_stream", "_source", "_out", "_writing_paused", "_reading_paused", "_lingering",
         "_eof", "_closed", "_deadline", "_timer", "_timer_when", "_phase", "_restart",
-        "_peer", "_wall_clock")
+        "_peer", "_wall_clock", "_keepalive_timeout", "_time")
 
     def __init__(self, app: App, scheduler: Scheduler, config: HttpConfig | None = None,
                  *, date_cache: DateCache | None = None) -> None:
@@ -88,6 +88,8 @@ class HttpProtocol(Protocol):
         self._restart = False
         self._peer: Any = None
         self._wall_clock = time.time
+        self._keepalive_timeout = config.keepalive_timeout
+        self._time = scheduler.time
 
     # -- transport callbacks -------------------------------------------------------------
 
@@ -148,6 +150,12 @@ class HttpProtocol(Protocol):
         assert transport is not None
         out = self._out
         while self._stream is None and not self._writing_paused:
+            # The hot path: a whole request without a body, in one call.
+            request = conn.next_complete_request()
+            if request is not None:
+                if self._answer(request, transport):
+                    return
+                continue
             try:
                 event = conn.next_event()
             except HttpError as error:
@@ -157,20 +165,8 @@ class HttpProtocol(Protocol):
             if event is END_OF_MESSAGE:
                 request = self._request
                 assert request is not None
-                response = self._call_app(request)
-                if type(response.body) is bytes:  # the fast path: one bytes response
-                    out.append(conn.respond(response, self._wall_clock()))
-                    if access_log.isEnabledFor(_INFO):
-                        self._log_access(request, response.status, len(response.body))
-                    self._restart = True
-                    if conn.must_close:
-                        self._flush()
-                        transport.close()
-                        return
-                else:
-                    self._start_stream(request, response)
-                    if self._closed or transport.is_closing():
-                        return
+                if self._answer(request, transport):
+                    return
             elif kind is Request:
                 self._request = event  # type: ignore[assignment]
                 if event.expect_continue:  # type: ignore[union-attr]
@@ -196,18 +192,34 @@ class HttpProtocol(Protocol):
             self._reading_paused = False
             transport.resume_reading()
 
-    def _call_app(self, request: Request) -> Response:
+    def _answer(self, request: Request, transport: Transport) -> bool:
+        """Run the app on a complete request and start its response; True when the
+        connection is closing (nothing more to process)."""
+        self._request = request  # a streamed response and the access log refer to it
         body = self._body
         if body:
             request.body = body[0] if len(body) == 1 else b"".join(body)
             body.clear()
         request.peer = self._peer
         try:
-            return self._app(request)
+            response = self._app(request)
         except Exception:
             log.exception("the application failed on %s %s from %s", request.method,
                           request.target.decode("latin-1"), self._peer)
-            return INTERNAL_ERROR
+            response = INTERNAL_ERROR
+        conn = self._conn
+        if type(response.body) is bytes:  # one bytes response: joined with its batch
+            self._out.append(conn.respond(response, self._wall_clock()))
+            if access_log.isEnabledFor(_INFO):
+                self._log_access(request, response.status, len(response.body))
+            self._restart = True
+            if conn.must_close:
+                self._flush()
+                transport.close()
+                return True
+            return False
+        self._start_stream(request, response)
+        return self._closed or transport.is_closing()
 
     def _start_stream(self, request: Request, response: Response) -> None:
         conn = self._conn
@@ -344,7 +356,12 @@ class HttpProtocol(Protocol):
         phase = self._conn.their_phase
         if phase is _IDLE:
             if self._restart:
-                self._set_deadline(self._scheduler.time() + self._config.keepalive_timeout)
+                # Inline _set_deadline: the keep-alive deadline only moves later, so the
+                # timer is left alone (it re-arms itself when it fires early).
+                deadline = self._time() + self._keepalive_timeout
+                self._deadline = deadline
+                if deadline < self._timer_when:
+                    self._set_deadline(deadline)
         elif phase is _BODY:
             self._set_deadline(self._scheduler.time() + self._config.body_timeout)
         elif phase is _HEAD and (self._phase is not _HEAD or self._restart):
