@@ -226,6 +226,12 @@ class Loop:
         self._interest: dict[int, int] = {}
         self._ready: deque[Handle] = deque()
         self._before_poll: list[Callable[[], object]] = []
+        self.call_before_poll: Callable[[Callable[[], object]], None] = self._before_poll.append
+        """`call_before_poll(callback)`: run `callback()` once at the end of this iteration,
+        after the ready callbacks, right before the loop polls again (a callback added
+        while these run still runs before the poll). Transports queue their writes here
+        so that every connection's bytes of one iteration go out in one pass (see tcp.py).
+        It is the list's own `append`: the write path pays no Python call for it."""
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._cancelled_timers = 0
@@ -278,16 +284,6 @@ class Loop:
         handle = self.call_soon(callback, *args)
         self._waker.wake()
         return handle
-
-    def call_before_poll(self, callback: Callable[[], object]) -> None:
-        """Run `callback()` once at the end of this iteration, after the ready callbacks,
-        right before the loop polls again.
-
-        Transports queue their writes here so that every connection's bytes of one
-        iteration go out in one pass (see tcp.py); a callback added while these run
-        still runs before the poll.
-        """
-        self._before_poll.append(callback)
 
     def call_later(self, delay: float, callback: Callback, *args: object) -> TimerHandle:
         """Run `callback(*args)` after `delay` seconds (loop clock)."""
@@ -541,10 +537,7 @@ class Loop:
 
     def _run_before_poll(self) -> None:
         before_poll = self._before_poll
-        index = 0
-        while index < len(before_poll):  # the list may grow while it runs
-            callback = before_poll[index]
-            index += 1
+        for callback in before_poll:  # a list iterator also sees what is added meanwhile
             try:
                 callback()
             except Exception as exc:
