@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's muxio
 
+from muxio.bench.loadgen_chat import TEXT, run_pairs
 from muxio.bench.runner import (
     BenchError,
     ServerProcess,
@@ -42,84 +43,8 @@ from muxio.bench.runner import (
     muxio_target,
     pin,
 )
-from muxio.handlers.chat import (
-    Frame,
-    FrameDecoder,
-    Hello,
-    HelloOk,
-    MessageType,
-    Pong,
-    Send,
-    decode,
-    encode,
-)
 from muxio.loop import Loop
-from muxio.protocols import Protocol, Transport
 from muxio.testing.matrix import matrix_backends
-from muxio.transports import tcp
-
-TEXT = "x" * 100
-_SEND_OK = MessageType.SEND_OK
-_MESSAGE = MessageType.MESSAGE
-_ERROR = MessageType.ERROR
-_PING = MessageType.PING
-
-
-class LoadClient(Protocol):
-    """A lean chat client: greets, then counts frames by type (no dataclass per frame)."""
-
-    def __init__(self) -> None:
-        self.transport: Transport | None = None
-        self.decoder = FrameDecoder(1 << 20)
-        self.client_id = 0
-        self.messages = 0
-        self.acks = 0
-        self.errors = 0
-        self.lost = False
-        self.send_frame = b""
-        self.sending = False
-
-    def connection_made(self, transport: Transport) -> None:
-        self.transport = transport
-        transport.write(encode(Hello(request_id=1)))
-
-    def data_received(self, data: bytes) -> None:
-        decoder = self.decoder
-        decoder.feed(data)
-        acks = 0
-        while True:
-            frame = decoder.next_frame()
-            if not isinstance(frame, Frame):
-                break
-            kind = frame.type_code
-            if kind == _SEND_OK:
-                acks += 1
-            elif kind == _MESSAGE:
-                self.messages += 1
-            elif kind == _PING:
-                self._write(encode(Pong(request_id=frame.request_id)))
-            elif kind == _ERROR:
-                self.errors += 1
-            elif kind == MessageType.HELLO_OK:
-                hello = decode(*frame)
-                assert isinstance(hello, HelloOk)
-                self.client_id = hello.client_id
-        if acks:
-            self.acks += acks
-            if self.sending:
-                self._write(self.send_frame * acks)
-
-    def _write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def start(self, to: int, window: int) -> None:
-        self.send_frame = encode(Send(request_id=7, to=to, text=TEXT))
-        self.sending = True
-        self._write(self.send_frame * window)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
 
 
 @dataclass
@@ -130,42 +55,25 @@ class Run:
     messages: int
 
 
-def run_pairs(loop: Loop, server: ServerProcess, pairs: int, *, window: int, seconds: float,
-              warmup: float) -> Run:
-    clients = [LoadClient() for _ in range(2 * pairs)]
-    for client in clients:
-        tcp.connect(lambda client=client: client, "127.0.0.1", server.port, loop=loop)
-    loop.run_until(lambda: all(client.client_id for client in clients), timeout=60)
-    senders, receivers = clients[:pairs], clients[pairs:]
-    for sender, receiver in zip(senders, receivers, strict=True):
-        sender.start(receiver.client_id, window)
+def measure(loop: Loop, server: ServerProcess, pairs: int, *, window: int, seconds: float,
+            warmup: float) -> Run:
+    samples: dict[str, float] = {}
 
-    def pause(duration: float) -> None:
-        done: list[bool] = []
-        loop.call_later(duration, done.append, True)
-        loop.run_until(lambda: bool(done), timeout=duration + 60)
+    def start() -> None:
+        samples["cpu"] = server.cpu_seconds()
+        samples["mine"] = time.process_time()
 
-    pause(warmup)
-    received_before = sum(receiver.messages for receiver in receivers)
-    cpu_before = server.cpu_seconds()
-    mine_before = time.process_time()
-    started = time.monotonic()
-    pause(seconds)
-    elapsed = time.monotonic() - started
-    received = sum(receiver.messages for receiver in receivers) - received_before
-    cpu = server.cpu_seconds() - cpu_before
-    mine = time.process_time() - mine_before
-    errors = sum(client.errors for client in clients)
-    for client in clients:
-        client.sending = False
-        if client.transport is not None:
-            client.transport.abort()
-    loop.run_until(lambda: all(client.lost for client in clients), timeout=60)
-    if errors:
-        raise BenchError(f"{server.target.name}: {errors} SEND requests failed (ERROR)")
-    if received <= 0:
-        raise BenchError(f"{server.target.name}: no message was forwarded")
-    return Run(received / elapsed, cpu / received * 1e6, mine / elapsed * 100, received)
+    def end() -> None:
+        samples["cpu"] = server.cpu_seconds() - samples["cpu"]
+        samples["mine"] = time.process_time() - samples["mine"]
+
+    try:
+        run = run_pairs(loop, server.port, pairs, window=window, seconds=seconds,
+                        warmup=warmup, on_measure_start=start, on_measure_end=end)
+    except BenchError as exc:
+        raise BenchError(f"{server.target.name}: {exc}") from None
+    return Run(run.messages / run.seconds, samples["cpu"] / run.messages * 1e6,
+               samples["mine"] / run.seconds * 100, run.messages)
 
 
 def table(results: dict[tuple[str, int], list[Run]], backends: list[str],
@@ -210,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             for round_number in range(args.rounds):
                 for pairs in pair_counts:
                     for backend, server in zip(backends, servers, strict=True):
-                        run = run_pairs(loop, server, pairs, window=args.window,
-                                        seconds=args.seconds, warmup=args.warmup)
+                        run = measure(loop, server, pairs, window=args.window,
+                                      seconds=args.seconds, warmup=args.warmup)
                         results[(backend, pairs)].append(run)
                         print(f"round {round_number + 1}/{args.rounds} {backend:>10} "
                               f"N={pairs:<4} {run.messages_per_second:9,.0f} msg/s "

@@ -53,11 +53,24 @@ def wrk_load(connections: int = 50, path: str = "/") -> Callable[
     return load
 
 
+def chat_load(pairs: int = 10, window: int = 32) -> Callable[
+        [int, float, set[int] | None], int]:
+    def load(port: int, duration: float, cpus: set[int] | None) -> int:
+        out = _run_loader([sys.executable, "-m", "muxio.bench.loadgen_chat", "--port",
+                           str(port), "--pairs", str(pairs), "--window", str(window),
+                           "--duration", str(duration)], cpus, duration + 120)
+        return int(json.loads(out.strip().splitlines()[-1])["messages"])
+    return load
+
+
 WORKLOADS: dict[str, Workload] = {
     "echo": Workload("echo", "echo", "msg",
                      "ping-pong of 100-byte messages over 50 connections", echo_load()),
     "http": Workload("http", "http", "req", "wrk -t1 -c50 GET / (hello endpoint)",
                      wrk_load()),
+    "chat": Workload("chat", "chat", "msg",
+                     "10 sender/receiver pairs forwarding 100-byte messages, 32 in flight "
+                     "per sender", chat_load()),
 }
 
 

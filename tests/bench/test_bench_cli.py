@@ -45,3 +45,18 @@ def test_adapters_host_the_same_echo_handler() -> None:
                                 timeout=120, check=False)
         assert result.returncode == 0, result.stderr
         assert int(result.stdout.strip()) > 0
+
+
+def test_bench_chat_forwards_on_muxio_and_a_peer(tmp_path: Path) -> None:
+    """The chat workload: muxio's chat server and the same handler on asyncio forward
+    messages between the load generator's pairs (a SEND answered with ERROR fails)."""
+    out = tmp_path / "chat.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "muxio", "bench", "chat", "--rounds", "1", "--duration",
+         "0.5", "--backends", "epoll", "--peers", "asyncio", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert [r["target"] for r in data["results"]] == ["asyncio", "muxio/epoll"]
+    for row in data["results"]:
+        assert row["samples"][0]["operations"] > 0
