@@ -193,21 +193,25 @@ class ServerConnection:
         self._response: Response | None = None
         self.requests = 0
         """Requests whose head has been parsed on this connection."""
-        self._reset_message()
-
-    def _reset_message(self) -> None:
-        self._target = b""
-        self._target_size = 0
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head_size = 0
-        self._special = False  # Content-Length, Transfer-Encoding or Expect was seen
+        self._special = False
+        self._expect_continue = False
         self._content_length: bytes | None = None
         self._transfer_encodings = 0
-        self._hosts = 0
-        self._expect_continue = False
         self._body_size = 0
         self._body_seen = False
         self._in_trailers = False
+        self._reset_head()
+
+    def _reset_head(self) -> None:
+        """Ready for the next request head: run once in __init__ and after each head is
+        handed out, so that on_message_begin (every request) only moves the phase."""
+        self._target = b""
+        self._target_size = self._head_size = self._hosts = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        if self._special:  # Content-Length, Transfer-Encoding or Expect was seen
+            self._special = self._expect_continue = False
+            self._content_length = None
+            self._transfer_encodings = 0
 
     # -- state -------------------------------------------------------------------------
 
@@ -314,8 +318,7 @@ class ServerConnection:
         raise error
 
     def on_message_begin(self) -> None:
-        # The head fields were reset when the previous head was handed out (or in
-        # __init__): this runs for every request, so it only moves the phase.
+        # The head fields were reset by _reset_head when the previous head was handed out.
         self.their_phase = _HEAD
 
     def on_url(self, piece: bytes) -> None:
@@ -386,14 +389,7 @@ class ServerConnection:
         self._events.append(Request(
             parser.get_method().decode("ascii"), target, version, self._headers,
             parser.should_keep_alive(), expect_continue=expect_continue))
-        # Ready for the next head (see on_message_begin).
-        self._target = b""
-        self._target_size = self._head_size = self._hosts = 0
-        self._headers = []
-        if self._special:
-            self._special = self._expect_continue = False
-            self._content_length = None
-            self._transfer_encodings = 0
+        self._reset_head()
 
     def _check_framing(self, parser: httptools.HttpRequestParser, version: str) -> bool:
         """Body framing checks (llhttp has already refused CL with TE and duplicate CLs).
