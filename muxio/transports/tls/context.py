@@ -69,8 +69,8 @@ def _load_chain(context: ssl.SSLContext, certfile: str, keyfile: str | None,
         context.load_cert_chain(certfile, keyfile)
     except ssl.SSLError as exc:
         files = certfile if keyfile is None else f"{certfile} and {key_what} {keyfile}"
-        raise TlsConfigError(f"{cert_what} {files}: not a PEM certificate with its matching "
-                             f"private key ({exc.reason or exc})") from None
+        raise TlsConfigError(f"{cert_what} {files}: not a PEM certificate chain with its "
+                             f"matching private key ({_reason(exc)})") from None
 
 
 def _load_ca(context: ssl.SSLContext, cafile: str, what: str) -> None:
@@ -79,7 +79,13 @@ def _load_ca(context: ssl.SSLContext, cafile: str, what: str) -> None:
         context.load_verify_locations(cafile=cafile)
     except ssl.SSLError as exc:
         raise TlsConfigError(f"{what} {cafile}: no PEM CA certificate in it "
-                             f"({exc.reason or exc})") from None
+                             f"({_reason(exc)})") from None
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    if exc.reason:
+        return str(exc.reason).lower().replace("_", " ")
+    return "the file is not in PEM format"
 
 
 def server_context(certfile: str, keyfile: str | None = None, *,
