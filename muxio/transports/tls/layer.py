@@ -202,12 +202,17 @@ class TlsTransport(FlowControl, Protocol):
 
     def eof_received(self) -> bool:
         """The inner transport's EOF. We close the inner transport ourselves (after a
-        close_notify when possible), so it is always told to stay open."""
+        close_notify when possible), so it is always told to stay open.
+
+        The EOF is not written to the incoming BIO: OpenSSL 3 takes an EOF without
+        close_notify for a fatal error and would refuse our writes from then on, while
+        the handler may still want to answer (a truncation is how many HTTP clients
+        close). The layer knows the EOF and tells the handler itself."""
         self._inner_eof = True
-        self._incoming.write_eof()
         state = self._state
         if state is HANDSHAKING:
-            self._do_handshake()  # reports the EOF as the handshake's failure
+            self._handshake_failed("the peer closed the connection during the handshake",
+                                   None, then="close")
         elif state is OPEN:
             if self._reading:
                 self._read_records()  # what is left, then EOF (close_notify or truncation)
@@ -326,10 +331,10 @@ class TlsTransport(FlowControl, Protocol):
             try:
                 data = read(READ_SIZE)
             except ssl.SSLWantReadError:
-                break
-            except ssl.SSLEOFError:
-                ended = True  # the inner transport's EOF without close_notify
-                log.debug("%s closed the connection without close_notify", self._peer())
+                if self._inner_eof:
+                    ended = True  # the inner transport's EOF without close_notify
+                    log.debug("%s closed the connection without close_notify",
+                              self._peer())
                 break
             except ssl.SSLError as exc:
                 self._deliver(first, more)
