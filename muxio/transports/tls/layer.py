@@ -133,7 +133,7 @@ class TlsTransport(FlowControl, Protocol):
         "_sslobj", "_inner", "_state", "_reading", "_inner_eof", "_eof_delivered",
         "_peer_closed", "_app_made", "_app_lost", "_handshake_timeout", "_close_timeout",
         "_timer", "_on_handshake", "_on_lost", "_handshake_error", "_write_after_close",
-        "_error", "_closed_locally")
+        "_error", "_closed_locally", "_read", "_write")
 
     def __init__(self, context: ssl.SSLContext, scheduler: Scheduler, *, server_side: bool,
                  app_protocol: Protocol | None = None,
@@ -160,6 +160,11 @@ class TlsTransport(FlowControl, Protocol):
                                         server_side=server_side,
                                         server_hostname=None if server_side else
                                         server_hostname)
+        # The hot path calls the C methods under SSLObject's Python wrappers (what the
+        # wrappers add is an argument check): about a microsecond per record.
+        engine = getattr(self._sslobj, "_sslobj", self._sslobj)
+        self._read: Callable[[int], bytes] = engine.read
+        self._write: Callable[[bytes | bytearray | memoryview], int] = engine.write
         self._inner: Transport | None = None
         self._state = HANDSHAKING
         self._high_water, self._low_water = water_marks(None, None)
@@ -323,13 +328,13 @@ class TlsTransport(FlowControl, Protocol):
     def _read_records(self) -> None:
         """Decrypt every complete record in the incoming BIO; one data_received."""
         incoming = self._incoming
-        read = self._sslobj.read
-        first = b""
+        read = self._read
+        data = b""
         more: list[bytes] | None = None
         ended = False
         while True:
             try:
-                data = read(READ_SIZE)
+                piece = read(READ_SIZE)
             except ssl.SSLWantReadError:
                 if self._inner_eof:
                     ended = True  # the inner transport's EOF without close_notify
@@ -337,33 +342,33 @@ class TlsTransport(FlowControl, Protocol):
                               self._peer())
                 break
             except ssl.SSLError as exc:
-                self._deliver(first, more)
+                self._deliver(data, more)
                 self._fatal_error(exc)
                 return
-            if not data:
+            if not piece:
                 ended = True  # close_notify
                 self._peer_closed = True
                 break
-            if not first:
-                first = data
+            if not data:
+                data = piece
             elif more is None:
-                more = [first, data]
+                more = [data, piece]
             else:
-                more.append(data)
+                more.append(piece)
             if not incoming.pending and not self._inner_eof:
                 break  # nothing left to decrypt: no need to provoke SSLWantReadError
-        if first:
-            self._deliver(first, more)
+        if data:
+            self._deliver(data, more)
         if self._outgoing.pending:
             self._flush()  # e.g. a KeyUpdate answered while reading
         if ended:
             self._peer_finished()
 
-    def _deliver(self, first: bytes, more: list[bytes] | None) -> None:
-        if not first or self._state is not OPEN:
+    def _deliver(self, data: bytes, more: list[bytes] | None) -> None:
+        if not data or self._state is not OPEN:
             return
         try:
-            self._protocol.data_received(first if more is None else b"".join(more))
+            self._protocol.data_received(data if more is None else b"".join(more))
         except Exception as exc:
             self._report_protocol_error(exc, "data_received")
 
@@ -411,7 +416,7 @@ class TlsTransport(FlowControl, Protocol):
         if not data:
             return
         try:
-            self._sslobj.write(data)
+            self._write(data)
         except ssl.SSLError as exc:
             self._fatal_error(exc)
             return
