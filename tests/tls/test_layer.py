@@ -311,3 +311,16 @@ def test_writing_before_the_handshake_is_an_error(loop: Loop, pki: Pki) -> None:
     pair = tls_memory_pair(loop, pki.client_context(), pki.server_context())
     with pytest.raises(RuntimeError, match="before the TLS handshake finished"):
         pair.client_tls.write(b"too early")
+
+
+def test_a_failing_protocol_factory_aborts_that_connection(
+        loop: Loop, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    def factory() -> Protocol:
+        raise RuntimeError("factory bug")
+
+    pair = tls_memory_pair(loop, pki.client_context(), pki.server_context(),
+                           server_factory=factory)
+    with caplog.at_level(logging.ERROR, logger="muxio.tls"):
+        pair.run_until(lambda: pair.client.lost)
+    assert "the protocol factory raised" in caplog.text
+    assert isinstance(pair.client.lost_with[0], ConnectionResetError)

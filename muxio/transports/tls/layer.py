@@ -304,7 +304,9 @@ class TlsTransport(FlowControl, Protocol):
             try:
                 self._protocol = self._app_factory()
             except Exception as exc:
-                self._report_protocol_error(exc, "factory")
+                log.error("the protocol factory raised; aborting the TLS connection from %s",
+                          self._peer(), exc_info=exc)
+                self.abort()
                 return
         self._app_made = True
         if self._on_handshake is not None:
