@@ -2,6 +2,7 @@
 
     python benchmarks/tls_handshakes.py                      # 10 000 handshakes, epoll
     python benchmarks/tls_handshakes.py --handshakes 50000 --backend poll --resume
+    python benchmarks/tls_handshakes.py --peer asyncio      # the same soak on asyncio's TLS
 
 Each handshake is a new TCP connection, a full TLS 1.3 handshake (or a resumed one with
 --resume), one GET / and a close, made by Python's blocking ssl client from this process.
@@ -60,6 +61,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--handshakes", type=int, default=10_000)
     parser.add_argument("--backend", default="epoll")
+    parser.add_argument("--peer", choices=("asyncio", "uvloop"), default=None,
+                        help="soak a peer loop with its own TLS instead (for comparison)")
     parser.add_argument("--resume", action="store_true",
                         help="resume the TLS session (tickets) instead of full handshakes")
     parser.add_argument("--rss-limit", type=float, default=8.0, metavar="MiB")
@@ -67,9 +70,11 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         pki = ThrowawayPki.create(Path(directory))
+        server = (["-m", "adapters", "--loop", args.peer, "--service", "http"] if args.peer
+                  else ["-m", "muxio", "serve", "http", "--backend", args.backend])
         process = subprocess.Popen(
-            [sys.executable, "-m", "muxio", "serve", "http", "--backend", args.backend,
-             "--host", "127.0.0.1", "--port", "0", *pki.server_flags()],
+            [sys.executable, *server, "--host", "127.0.0.1", "--port", "0",
+             *pki.server_flags()],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             assert process.stdout is not None

@@ -128,8 +128,9 @@ class TlsServer:
             session.abort()
 
     def shutdown(self) -> None:
-        """Close the listening sockets and drop every session (KCP: its UDP sockets)."""
-        self.abort_clients()
+        """What the inner server's `shutdown` does (KCP: drop every session and close the
+        UDP sockets), or its `close` (TCP: stop listening; sessions that close_clients
+        closed still finish their close_notify exchange)."""
         getattr(self.inner, "shutdown", self.inner.close)()
 
     def is_serving(self) -> bool:
