@@ -52,7 +52,7 @@ from muxio.errors import (
 )
 from muxio.futures import Future
 from muxio.pollers.base import ERROR, HUP, READ, WRITE, FileLike, Poller, PollerStatistics, fd_of
-from muxio.pollers.registry import Features
+from muxio.pollers.registry import BackendSpec, Features, default_registry
 
 log = logging.getLogger("muxio.loop")
 
@@ -249,9 +249,10 @@ class Loop:
     def __init__(self, backend: str | None = None, *, poller: Poller | None = None,
                  clock: Clock | None = None, cli_backend: str | None = None,
                  features: Features | None = None) -> None:
-        self.backend_choice: BackendChoice | None = None
+        self.backend_choice: BackendChoice[BackendSpec] | None = None
         if poller is None:
-            self.backend_choice = resolve_backend(backend, cli=cli_backend, features=features)
+            self.backend_choice = resolve_backend(backend, cli=cli_backend, features=features,
+                                                  registry=default_registry())
             poller = self.backend_choice.spec.factory()
         self._poller = poller
         self._closed_fds = poller.closed_fds
