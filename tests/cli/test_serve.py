@@ -54,3 +54,28 @@ def test_version_and_python_m() -> None:
     result = subprocess.run([sys.executable, "-m", "muxio", "--version"], capture_output=True,
                             text=True, timeout=60, check=True)
     assert re.fullmatch(r"muxio \d+\.\d+\.\d+\n", result.stdout)
+
+
+def _serve(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "muxio", "serve", *argv],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("service", ["echo", "http", "chat"])
+def test_a_port_in_use_is_one_line_and_exit_2(service: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _serve(service, "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"muxio: error: cannot listen on 127.0.0.1:{port}: address already in use (try "
+        f"--port, or stop the other server)"]
+
+
+def test_an_address_of_another_machine_is_one_line_and_exit_2() -> None:
+    result = _serve("echo", "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert "192.0.2.1 is not an address of this machine (try --host localhost" in result.stderr
