@@ -75,9 +75,6 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, shutdown, signum)
         loop.run_forever()
         service.close()
-        shutdown_extra = getattr(service, "server", None)
-        if shutdown_extra is not None and hasattr(shutdown_extra, "shutdown"):
-            shutdown_extra.shutdown()  # KCP: release the UDP sockets too
         # Let close callbacks (connection_lost, flushes) run before the loop closes.
         for _ in range(3):
             loop.run_once(0)

@@ -79,3 +79,45 @@ def test_an_address_of_another_machine_is_one_line_and_exit_2() -> None:
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
     assert "192.0.2.1 is not an address of this machine (try --host localhost" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_kcp_server_that_served_someone_stops_with_exit_0(backend: str, signum: int) -> None:
+    """Stopping a KCP server with a live session exited 2 ('invalid file descriptor -1')."""
+    from muxio.loop import Loop
+    from muxio.protocols import Protocol
+    from muxio.transports.kcp import transport as kcp
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "muxio", "serve", "echo", "--transport", "kcp", "--host",
+         "127.0.0.1", "--port", "0", "--backend", backend],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"serving echo on kcp 127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        received = bytearray()
+
+        class Client(Protocol):
+            def data_received(self, data: bytes) -> None:
+                received.extend(data)
+
+        with Loop(backend) as loop:
+            future = kcp.connect(Client, "127.0.0.1", int(match.group(1)), loop=loop)
+            transport, _ = loop.run_until_complete(future, timeout=30)
+            transport.write(b"ping")
+            loop.run_until(lambda: received == b"ping", timeout=30)
+            process.send_signal(signum)  # the session is live
+            assert process.wait(timeout=30) == 0, process.stderr.read() if process.stderr else ""
+            transport.abort()
+            for _ in range(3):
+                loop.run_once(0)
+        assert "echo stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
