@@ -28,8 +28,8 @@ from muxio.bench.runner import (
 )
 from muxio.bench.tls_certs import ThrowawayPki
 from muxio.bench.workloads import TLS_WORKLOADS, WORKLOADS, cpu_count, with_tls
-from muxio.errors import ConfigError
-from muxio.testing.matrix import matrix_backends
+from muxio.errors import ConfigError, MuxioError
+from muxio.pollers.registry import default_registry
 
 PEERS = ("asyncio", "uvloop", "twisted")
 TLS_PEERS = ("asyncio", "uvloop")
@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
     bench.add_argument("workload", choices=sorted(WORKLOADS))
-    bench.add_argument("--backends", default=",".join(matrix_backends()),
+    bench.add_argument("--backends", default=",".join(default_registry().matrix_names()),
                        help="muxio backends to run (default: every one available here)")
     bench.add_argument("--peers", default=None,
                        help="peer loops hosting the same handler (default: asyncio, uvloop, "
@@ -70,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, ...]) -> int:
     backends = [name for name in args.backends.split(",") if name]
+    registry = default_registry()
+    for name in backends:
+        try:
+            registry.choose(name)
+        except MuxioError as exc:  # unknown or unavailable here: one line, exit 2
+            raise ConfigError(f"--backends: {exc}") from None
     peers = [name for name in (args.peers or ",".join(known_peers)).split(",") if name]
     unknown = [peer for peer in peers if peer not in known_peers]
     if unknown:
