@@ -21,7 +21,7 @@ def test_bench_http_tls_runs_muxio_and_asyncio(workload: str, tmp_path: Path) ->
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "muxio", "bench", workload, "--tls", "--rounds", "1",
-         "--duration", "1", "--backends", "epoll", "--peers", "asyncio", "--json", str(out)],
+         "--duration", "2", "--backends", "epoll", "--peers", "asyncio", "--json", str(out)],
         capture_output=True, text=True, timeout=180, cwd=REPO, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(out.read_text())

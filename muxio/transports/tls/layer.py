@@ -67,7 +67,8 @@ from typing import Any
 
 from muxio.errors import TlsHalfCloseError, TlsHandshakeError
 from muxio.protocols import Cancellable, Protocol, ProtocolFactory, Scheduler, Transport
-from muxio.transports.flow import FlowControl, water_marks
+from muxio.transports.flow import water_marks
+from muxio.transports.lifecycle import TransportLifecycle
 from muxio.transports.tls.context import harden, server_name
 
 log = logging.getLogger("muxio.tls")
@@ -119,7 +120,7 @@ def describe_ssl_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class TlsTransport(FlowControl, Protocol):
+class TlsTransport(TransportLifecycle, Protocol):
     """TLS over any stream transport: give it to the inner transport as its protocol.
 
     Server side: `TlsTransport(context, scheduler, server_side=True, app_factory=F)`; F()
@@ -129,11 +130,13 @@ class TlsTransport(FlowControl, Protocol):
     """
 
     __slots__ = (
-        "_context", "_scheduler", "_server_side", "_app_factory", "_incoming", "_outgoing",
-        "_sslobj", "_inner", "_state", "_reading", "_inner_eof", "_eof_delivered",
-        "_peer_closed", "_app_made", "_app_lost", "_handshake_timeout", "_close_timeout",
+        "_context", "_server_side", "_app_factory", "_incoming", "_outgoing",
+        "_sslobj", "_inner", "_phase", "_reading", "_inner_eof", "_eof_delivered",
+        "_peer_closed", "_app_made", "_handshake_timeout", "_close_timeout",
         "_timer", "_on_handshake", "_on_lost", "_handshake_error", "_write_after_close",
         "_error", "_closed_locally", "_read", "_write")
+
+    _protocol: Protocol
 
     def __init__(self, context: ssl.SSLContext, scheduler: Scheduler, *, server_side: bool,
                  app_protocol: Protocol | None = None,
@@ -149,11 +152,11 @@ class TlsTransport(FlowControl, Protocol):
             raise ValueError(f"handshake_timeout ({handshake_timeout}) and close_timeout "
                              f"({close_timeout}) must be > 0 seconds")
         harden(context)
+        self._init_lifecycle(scheduler, app_protocol or _UNCONNECTED,
+                             {"transport": "tls", "peername": None})
         self._context = context
-        self._scheduler = scheduler
         self._server_side = server_side
         self._app_factory = app_factory
-        self._protocol: Protocol = app_protocol if app_protocol is not None else _UNCONNECTED
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._sslobj = context.wrap_bio(self._incoming, self._outgoing,
@@ -166,7 +169,7 @@ class TlsTransport(FlowControl, Protocol):
         self._read: Callable[[int], bytes] = engine.read
         self._write: Callable[[bytes | bytearray | memoryview], int] = engine.write
         self._inner: Transport | None = None
-        self._state = HANDSHAKING
+        self._phase = HANDSHAKING
         self._high_water, self._low_water = water_marks(None, None)
         self._writing_paused = False
         self._reading = True
@@ -174,7 +177,6 @@ class TlsTransport(FlowControl, Protocol):
         self._eof_delivered = False  # the handler's eof_received was called
         self._peer_closed = False  # the peer's close_notify was read
         self._app_made = False
-        self._app_lost = False
         self._error: Exception | None = None  # a fatal TLS error: no close_notify any more
         self._closed_locally = False  # close()/abort() before the handshake finished
         self._handshake_timeout = handshake_timeout
@@ -190,13 +192,15 @@ class TlsTransport(FlowControl, Protocol):
     def connection_made(self, transport: Transport) -> None:
         """The inner transport is up: start the handshake (a client speaks first)."""
         self._inner = transport
+        self._extra["peername"] = transport.get_extra_info("peername")
+        self._extra["transport"] = _transport_name(self)
         self._timer = self._scheduler.call_later(self._handshake_timeout,
                                                  self._handshake_timed_out)
         self._do_handshake()
 
     def data_received(self, data: bytes) -> None:
         self._incoming.write(data)
-        state = self._state
+        state = self._phase
         if state is OPEN:
             if self._reading:
                 self._read_records()
@@ -214,7 +218,7 @@ class TlsTransport(FlowControl, Protocol):
         the handler may still want to answer (a truncation is how many HTTP clients
         close). The layer knows the EOF and tells the handler itself."""
         self._inner_eof = True
-        state = self._state
+        state = self._phase
         if state is HANDSHAKING:
             self._handshake_failed("the peer closed the connection during the handshake",
                                    None, then="close")
@@ -228,21 +232,17 @@ class TlsTransport(FlowControl, Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """The inner transport is gone: the end for the handler too."""
         self._cancel_timer()
-        if self._state is HANDSHAKING:
+        if self._phase is HANDSHAKING:
             reason = (f"the connection was lost during the handshake ({exc})" if exc else
                       "the peer closed the connection during the handshake")
             self._handshake_failed(reason, exc, then=None)
-        self._state = CLOSED
+        self._phase = CLOSED
         self._reading = False
-        if self._app_made and not self._app_lost:
-            self._app_lost = True
-            try:
-                self._protocol.connection_lost(exc or self._error)
-            except Exception as error:
-                self._report_protocol_error(error, "connection_lost")
-        if self._on_lost is not None:
-            on_lost, self._on_lost = self._on_lost, None
-            on_lost(self)
+        if self._app_made:
+            self._lose(exc or self._error)  # the handler's connection_lost, then _release
+        else:
+            self._lost = True  # no handler was ever told of this connection
+            self._release()
 
     def pause_writing(self) -> None:
         """The inner transport's buffer is over its high-water mark."""
@@ -271,7 +271,7 @@ class TlsTransport(FlowControl, Protocol):
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
-        if self._state is HANDSHAKING:
+        if self._phase is HANDSHAKING:
             self._handshake_failed(f"not completed within {self._handshake_timeout:g} s "
                                    f"(handshake timeout)", None, then="abort")
 
@@ -279,9 +279,9 @@ class TlsTransport(FlowControl, Protocol):
                           then: str | None) -> None:
         """Report the failure; then "close" the inner transport (after the alert already
         written), "abort" it, or nothing (None: it is already lost)."""
-        if self._state is not HANDSHAKING:
+        if self._phase is not HANDSHAKING:
             return
-        self._state = CLOSED
+        self._phase = CLOSED
         self._reading = False
         self._cancel_timer()
         peer = self._peer()
@@ -299,14 +299,14 @@ class TlsTransport(FlowControl, Protocol):
 
     def _handshake_done(self) -> None:
         self._cancel_timer()
-        self._state = OPEN
+        self._phase = OPEN
         if self._app_factory is not None:
             try:
                 self._protocol = self._app_factory()
             except Exception as exc:
                 log.error("the protocol factory raised; aborting the TLS connection from %s",
                           self._peer(), exc_info=exc)
-                self.abort()
+                self._abort(exc)
                 return
         self._app_made = True
         if self._on_handshake is not None:
@@ -314,9 +314,9 @@ class TlsTransport(FlowControl, Protocol):
         try:
             self._protocol.connection_made(self)
         except Exception as exc:
-            self._report_protocol_error(exc, "connection_made")
+            self._protocol_failed(exc, "connection_made")
             return
-        if self._state is not OPEN:
+        if self._phase is not OPEN:
             return  # the handler closed at once
         inner = self._inner
         if inner is not None and inner.get_write_buffer_size() > self._high_water:
@@ -367,23 +367,23 @@ class TlsTransport(FlowControl, Protocol):
             self._peer_finished()
 
     def _deliver(self, data: bytes, more: list[bytes] | None) -> None:
-        if not data or self._state is not OPEN:
+        if not data or self._phase is not OPEN:
             return
         try:
             self._protocol.data_received(data if more is None else b"".join(more))
         except Exception as exc:
-            self._report_protocol_error(exc, "data_received")
+            self._protocol_failed(exc, "data_received")
 
     def _peer_finished(self) -> None:
         """The peer will send no more: the handler's eof_received decides what follows."""
-        if self._eof_delivered or self._state is not OPEN:
+        if self._eof_delivered or self._phase is not OPEN:
             return
         self._eof_delivered = True
         self._reading = False
         try:
             keep_open = self._protocol.eof_received()
         except Exception as exc:
-            self._report_protocol_error(exc, "eof_received")
+            self._protocol_failed(exc, "eof_received")
             return
         if not keep_open:
             self.close()
@@ -391,13 +391,13 @@ class TlsTransport(FlowControl, Protocol):
     # == the handler's transport =========================================================
 
     def pause_reading(self) -> None:
-        if self._reading and self._state is OPEN:
+        if self._reading and self._phase is OPEN:
             self._reading = False
             if self._inner is not None:
                 self._inner.pause_reading()
 
     def resume_reading(self) -> None:
-        if not self._reading and self._state is OPEN and not self._eof_delivered:
+        if not self._reading and self._phase is OPEN and not self._eof_delivered:
             self._reading = True
             if self._inner is not None:
                 self._inner.resume_reading()
@@ -405,14 +405,14 @@ class TlsTransport(FlowControl, Protocol):
                 self._scheduler.call_soon(self._resume_delivery)
 
     def _resume_delivery(self) -> None:
-        if self._reading and self._state is OPEN:
+        if self._reading and self._phase is OPEN:
             self._read_records()
 
     def is_reading(self) -> bool:
-        return self._reading and self._state is OPEN
+        return self._reading and self._phase is OPEN
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._state is not OPEN:
+        if self._phase is not OPEN:
             self._write_refused()
             return
         if not data:
@@ -428,7 +428,7 @@ class TlsTransport(FlowControl, Protocol):
         self.write(b"".join(chunks))
 
     def _write_refused(self) -> None:
-        if self._state is HANDSHAKING:
+        if self._phase is HANDSHAKING:
             raise RuntimeError("write() before the TLS handshake finished: wait for "
                                "connection_made")
         self._write_after_close += 1
@@ -461,10 +461,10 @@ class TlsTransport(FlowControl, Protocol):
     # -- closing -------------------------------------------------------------------------
 
     def is_closing(self) -> bool:
-        return self._state is not OPEN
+        return self._phase is not OPEN
 
     def close(self) -> None:
-        state = self._state
+        state = self._phase
         if state is HANDSHAKING:
             self._closed_locally = True
             self._handshake_failed("closed locally before the handshake finished", None,
@@ -472,7 +472,7 @@ class TlsTransport(FlowControl, Protocol):
             return
         if state is not OPEN:
             return
-        self._state = CLOSING
+        self._phase = CLOSING
         self._reading = False
         self._timer = self._scheduler.call_later(self._close_timeout, self._close_timed_out)
         self._continue_shutdown()
@@ -513,48 +513,53 @@ class TlsTransport(FlowControl, Protocol):
 
     def _close_timed_out(self) -> None:
         self._timer = None
-        if self._state is CLOSING:
+        if self._phase is CLOSING:
             log.debug("%s did not answer close_notify within %g s: aborting", self._peer(),
                       self._close_timeout)
-            self._state = CLOSED
+            self._phase = CLOSED
             if self._inner is not None:
                 self._inner.abort()
 
     def _finish_close(self) -> None:
-        if self._state is CLOSED:
+        if self._phase is CLOSED:
             return
-        self._state = CLOSED
+        self._phase = CLOSED
         self._cancel_timer()
         if self._inner is not None:
             self._inner.close()  # sends what is buffered (our close_notify) first
 
-    def abort(self) -> None:
-        if self._state is HANDSHAKING:
+    def _abort(self, exc: Exception | None) -> None:
+        """abort(), or a handler's exception: the inner transport is aborted at once (no
+        close_notify) and the handler's connection_lost(exc) follows."""
+        if self._phase is HANDSHAKING:
             self._closed_locally = True
             self._handshake_failed("aborted locally before the handshake finished", None,
                                    then="abort")
             return
-        self._state = CLOSED
+        self._phase = CLOSED
         self._reading = False
         self._cancel_timer()
         if self._inner is not None:
             self._inner.abort()
+        if self._app_made:
+            self._lose(exc)
+
+    def _release(self) -> None:
+        self._cancel_timer()
+        if self._on_lost is not None:
+            on_lost, self._on_lost = self._on_lost, None
+            on_lost(self)
 
     def _fatal_error(self, exc: Exception) -> None:
         """OpenSSL gave up on the session (e.g. a bad record MAC): abort the connection."""
         log.info("TLS session with %s failed: %s", self._peer(), describe_ssl_error(exc))
         self._error = exc
         self._flush()  # the alert
-        self._state = CLOSED
+        self._phase = CLOSED
         self._reading = False
         self._cancel_timer()
         if self._inner is not None:
             self._inner.close()
-
-    def _report_protocol_error(self, exc: Exception, what: str) -> None:
-        log.error("%s.%s raised; aborting the TLS connection from %s",
-                  type(self._protocol).__name__, what, self._peer(), exc_info=exc)
-        self.abort()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -598,18 +603,15 @@ class TlsTransport(FlowControl, Protocol):
     @property
     def state(self) -> str:
         """'handshaking', 'open', 'closing' or 'closed'."""
-        return self._state
-
-    def get_protocol(self) -> Protocol:
-        return self._protocol
+        return self._phase
 
     def __repr__(self) -> str:
         side = "server" if self._server_side else "client"
-        return f"<TlsTransport {side} {self._peer()} {self._state}>"
+        return f"<TlsTransport {side} {self._peer()} {self._phase}>"
 
 
 def _peercert(layer: TlsTransport) -> Any:
-    if layer._state is HANDSHAKING:
+    if layer._phase is HANDSHAKING:
         return None
     try:
         return layer._sslobj.getpeercert()
