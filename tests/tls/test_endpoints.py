@@ -4,6 +4,8 @@ server's counters, and close_clients sending close_notify."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from muxio.errors import TlsHandshakeError
 from muxio.loop import Loop
 from muxio.testing.conformance import RecordingProtocol
 from muxio.transports import tls
+from muxio.transports.registry import stream_transport
 from tests.tls.harness import DEADLINE, Pki
 
 
@@ -84,3 +87,89 @@ def test_cancelling_connect_aborts_the_handshake(pki: Pki) -> None:
                     pass  # the ClientHello, then EOF or a reset
             except ConnectionResetError:
                 pass
+
+
+class Echo(RecordingProtocol):
+    def __init__(self, on_lost: Callable[[], object] | None = None) -> None:
+        super().__init__()
+        self.on_lost = on_lost
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.on_lost is not None:
+            self.on_lost()
+
+
+def open_clients(loop: Loop, pki: Pki, over: str, port: int,
+                 count: int) -> list[tuple[Any, RecordingProtocol]]:
+    pairs = []
+    for _ in range(count):
+        client = RecordingProtocol()
+        future = tls.connect(lambda client=client: client, "localhost", port, loop=loop,
+                             context=pki.client_context(),
+                             over=stream_transport(over).connect)
+        client_transport, _ = loop.run_until_complete(future, timeout=DEADLINE)
+        client_transport.write(b"hello")
+        pairs.append((client_transport, client))
+    loop.run_until(lambda: all(client.received == b"hello" for _, client in pairs),
+                   timeout=DEADLINE)
+    return pairs
+
+
+@pytest.mark.parametrize("over", ["tcp", "kcp"])
+@pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
+def test_the_server_close_contract_holds_over_tls(pki: Pki, over: str, how: str) -> None:
+    """As tests/core/test_servers.py for TCP and KCP: close() stops accepting and is
+    idempotent, connections go on, close_clients/abort_clients end them (twice is fine),
+    and every socket is closed once the last connection is gone."""
+    with Loop() as loop:
+        servers: list[Echo] = []
+        server = tls.serve(lambda: servers.append(Echo()) or servers[-1], "127.0.0.1", 0,
+                           loop=loop, context=pki.server_context(),
+                           over=stream_transport(over).serve)
+        pairs = open_clients(loop, pki, over, server.port, 3)
+        server.close()
+        server.close()
+        assert not server.is_serving()
+        pairs[0][0].write(b" again")
+        loop.run_until(lambda: pairs[0][1].received == b"hello again", timeout=DEADLINE)
+        getattr(server, how)()
+        getattr(server, how)()
+        loop.run_until(lambda: all(side.lost for side in servers)
+                       and all(client.lost for _, client in pairs), timeout=DEADLINE)
+        loop.run_until(lambda: all(sock.fileno() == -1 for sock in server.sockets),
+                       timeout=DEADLINE)
+        assert not server.connections and not server.sessions
+        assert all(side.lost_with == [None] for side in servers)
+        server.close()
+        getattr(server, how)()
+
+
+@pytest.mark.parametrize("over", ["tcp", "kcp"])
+def test_closing_the_server_from_the_callbacks_it_triggers(pki: Pki, over: str) -> None:
+    with Loop() as loop:
+        servers: list[Echo] = []
+        server: Any = None
+
+        def reenter() -> None:
+            server.close()
+            server.abort_clients()
+
+        server = tls.serve(lambda: servers.append(Echo(reenter)) or servers[-1], "127.0.0.1",
+                           0, loop=loop, context=pki.server_context(),
+                           over=stream_transport(over).serve)
+        pairs = open_clients(loop, pki, over, server.port, 3)
+        server.abort_clients()
+        loop.run_until(lambda: all(side.lost for side in servers)
+                       and all(client.lost for _, client in pairs), timeout=DEADLINE)
+        loop.run_until(lambda: all(sock.fileno() == -1 for sock in server.sockets),
+                       timeout=DEADLINE)
+        assert all(side.lost_with == [None] for side in servers)
+        assert all(len(client.lost_with) == 1
+                   and isinstance(client.lost_with[0], ConnectionResetError)
+                   for _, client in pairs)

@@ -134,8 +134,7 @@ class TlsServer:
         getattr(self.inner, "shutdown", self.inner.close)()
 
     def is_serving(self) -> bool:
-        serving: Callable[[], bool] | None = getattr(self.inner, "is_serving", None)
-        return serving() if serving is not None else True
+        return bool(self.inner.is_serving())
 
     def __repr__(self) -> str:
         return (f"<TlsServer over {self.inner!r}: {len(self.connections)} connections, "
