@@ -545,10 +545,17 @@ class TlsTransport(TransportLifecycle, Protocol):
             self._lose(exc)
 
     def _release(self) -> None:
+        """After the handler's connection_lost: let go of the inner transport and the
+        handler. Both point back at us (as protocol, as transport), and a cycle is freed
+        only by the cyclic GC, late and in batches; each session holds OpenSSL's buffers,
+        so the session is freed by reference counting instead, at once."""
         self._cancel_timer()
         if self._on_lost is not None:
             on_lost, self._on_lost = self._on_lost, None
             on_lost(self)
+        if self._app_made:
+            self._protocol = _UNCONNECTED
+        self._inner = None
 
     def _fatal_error(self, exc: Exception) -> None:
         """OpenSSL gave up on the session (e.g. a bad record MAC): abort the connection."""
@@ -574,7 +581,7 @@ class TlsTransport(TransportLifecycle, Protocol):
             self._timer = None
 
     def _peer(self) -> Any:
-        return self._inner.get_extra_info("peername") if self._inner is not None else None
+        return self._extra["peername"]
 
     # -- info ----------------------------------------------------------------------------
 
@@ -587,7 +594,7 @@ class TlsTransport(TransportLifecycle, Protocol):
             value = getter(self)
             return default if value is None else value
         if self._inner is None:
-            return default
+            return self._extra.get(name, default)  # released: what was kept
         return self._inner.get_extra_info(name, default)
 
     @property
@@ -638,5 +645,5 @@ _TLS_INFO: dict[str, Callable[[TlsTransport], Any]] = {
     "compression": lambda layer: layer._sslobj.compression(),
     "alpn_protocol": lambda layer: layer._sslobj.selected_alpn_protocol(),
     "server_name": _server_name,
-    "transport": _transport_name,
+    "transport": lambda layer: layer._extra["transport"],
 }
