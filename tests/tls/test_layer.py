@@ -324,3 +324,54 @@ def test_a_failing_protocol_factory_aborts_that_connection(
         pair.run_until(lambda: pair.client.lost)
     assert "the protocol factory raised" in caplog.text
     assert isinstance(pair.client.lost_with[0], ConnectionResetError)
+
+
+class SynchronousLink:
+    """An inner transport that hands each write to the peer at once (inside write): the
+    harshest re-entrancy an inner transport can inflict on the layer."""
+
+    def __init__(self) -> None:
+        self.peer: TlsTransport | None = None
+
+    def write(self, data: bytes) -> None:
+        assert self.peer is not None
+        self.peer.data_received(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"transport": "sync", "peername": "peer"}.get(name, default)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def test_a_synchronous_inner_transport_makes_each_handler_once(loop: Loop, pki: Pki) -> None:
+    """Our last handshake message, delivered at once, brings the peer's tickets back into
+    the layer before _do_handshake returns: connection_made must still come once."""
+    client, server = RecordingProtocol(), RecordingProtocol()
+    client_tls = TlsTransport(pki.client_context(), loop, server_side=False,
+                              app_protocol=client, server_hostname="localhost")
+    server_tls = TlsTransport(pki.server_context(), loop, server_side=True,
+                              app_factory=lambda: server)
+    to_server, to_client = SynchronousLink(), SynchronousLink()
+    to_server.peer, to_client.peer = server_tls, client_tls
+    server_tls.connection_made(to_client)  # type: ignore[arg-type]
+    client_tls.connection_made(to_server)  # type: ignore[arg-type]
+    assert client.events == ["made"] and server.events == ["made"]
+    client_tls.write(b"ping")
+    assert server.received == b"ping"
+    assert client_tls.get_extra_info("transport") == "tls+sync"

@@ -53,10 +53,17 @@ def _record_server_name(sslobj: ssl.SSLObject, name: str | None,
         _SERVER_NAMES[sslobj] = name
 
 
+_HARDENED: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
+"""Contexts already hardened: reading and setting SSLContext options goes through enum
+conversions that cost more than the rest of a session's setup, so it is done once."""
+
+
 def harden(context: ssl.SSLContext) -> ssl.SSLContext:
     """Refuse renegotiation and protocol versions older than TLS 1.2 (in place)."""
-    context.options |= ssl.OP_NO_RENEGOTIATION
-    context.minimum_version = max(context.minimum_version, ssl.TLSVersion.TLSv1_2)
+    if context not in _HARDENED:
+        context.options |= ssl.OP_NO_RENEGOTIATION
+        context.minimum_version = max(context.minimum_version, ssl.TLSVersion.TLSv1_2)
+        _HARDENED.add(context)
     return context
 
 

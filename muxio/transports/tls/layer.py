@@ -266,7 +266,6 @@ class TlsTransport(TransportLifecycle, Protocol):
             self._flush()  # the alert tells the peer why
             self._handshake_failed(describe_ssl_error(exc), exc, then="close")
             return
-        self._flush()
         self._handshake_done()
 
     def _handshake_timed_out(self) -> None:
@@ -298,8 +297,13 @@ class TlsTransport(TransportLifecycle, Protocol):
             self._on_handshake(self, error)
 
     def _handshake_done(self) -> None:
+        if self._phase is not HANDSHAKING:
+            return  # already done: an inner transport that delivered our flush at once
         self._cancel_timer()
         self._phase = OPEN
+        # Our last handshake message goes out only now that we are OPEN: an inner
+        # transport that delivers synchronously may bring the peer's answer right back.
+        self._flush()
         if self._app_factory is not None:
             try:
                 self._protocol = self._app_factory()
