@@ -633,6 +633,9 @@ class Loop:
         """`handler(loop, context)` receives every exception escaping a callback."""
         self._exception_handler = handler
 
+    def get_exception_handler(self) -> ExceptionHandler | None:
+        return self._exception_handler
+
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         if self._exception_handler is not None:
             try:

@@ -419,6 +419,8 @@ class TcpServer:
         return int(self.sockets[0].getsockname()[1])
 
     def _accept_ready(self, listener: socket.socket) -> None:
+        if self._closed:
+            return  # an edge-triggered continuation scheduled before the close
         for _ in range(_ACCEPTS_PER_WAKEUP):
             try:
                 conn, _address = listener.accept()
