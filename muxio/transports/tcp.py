@@ -38,6 +38,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import socket
 import struct
 from collections.abc import Callable, Iterable
@@ -479,6 +480,19 @@ class TcpServer:
 
     def _detach(self, transport: TcpTransport) -> None:
         self.connections.discard(transport)
+
+    def accept_queued(self, max_rounds: int = 64) -> None:
+        """Accept the connections the kernel has already completed, at most `max_rounds`
+        batches per listener. Call it right before `close()` for a graceful stop: closing
+        a listener resets every connection still in its queue, which the client had seen
+        established."""
+        for listener in self.sockets:
+            probe = select.poll()
+            probe.register(listener.fileno(), select.POLLIN)
+            for _ in range(max_rounds):
+                if self._closed or self._accept_paused or not probe.poll(0):
+                    break
+                self._accept_ready(listener)
 
     def close(self) -> None:
         """Stop listening; established connections go on (see close_clients)."""
