@@ -91,6 +91,11 @@ class ChatService(TcpService):
         self.chat.close("the server is shutting down")
         super().close()
 
+    def drain(self) -> None:
+        """Stop accepting; CLOSING to every client, each closed once its output is sent."""
+        self.on_drain = lambda: self.chat.close("the server is shutting down")
+        super().drain()
+
 
 def start(loop: Loop, args: argparse.Namespace) -> ChatService:
     chat = chat_server(loop, args)

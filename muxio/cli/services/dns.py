@@ -103,6 +103,17 @@ class DnsService:
         zones = ", ".join(str(origin) for origin in self.server.zones)
         return f"{', '.join(addresses)} (zones {zones})"
 
+    def drain(self) -> None:
+        """Stop listening (UDP answers are immediate: nothing is in flight there); TCP
+        clients are closed once their answers are sent."""
+        self.udp_server.close()
+        self.tcp_server.accept_queued()
+        self.tcp_server.close()
+        self.tcp_server.close_clients()
+
+    def open_connections(self) -> int:
+        return len(self.tcp_server.connections)
+
     def close(self) -> None:
         if self._sighup:
             self.loop.remove_signal_handler(signal.SIGHUP)

@@ -22,6 +22,8 @@ from muxio.errors import ConfigError
 from muxio.handlers.http import (
     App,
     HttpConfig,
+    Request,
+    Response,
     Router,
     StaticFiles,
     hello_app,
@@ -90,15 +92,40 @@ def build_app(args: argparse.Namespace) -> App:
     return router
 
 
-def protocol_factory(scheduler: Scheduler, args: argparse.Namespace) -> ProtocolFactory:
+def protocol_factory(scheduler: Scheduler, args: argparse.Namespace,
+                     app: App | None = None) -> ProtocolFactory:
     """The handler factory, for any host (muxio's loop, or asyncio/uvloop/Twisted)."""
     # `muxio serve` turns the "muxio" loggers up to INFO; the access log stays off unless
     # asked for, since a line per request costs more than serving it.
     logging.getLogger("muxio.http.access").setLevel(
         logging.INFO if args.access_log else logging.WARNING)
-    return http_protocol_factory(build_app(args), scheduler, config_from(args))
+    return http_protocol_factory(app or build_app(args), scheduler, config_from(args))
+
+
+class DrainingApp:
+    """The app, and once `start_draining()` is called, every response it gives says
+    `Connection: close`: a graceful stop ends each kept-alive connection right after a
+    response, when the client knows not to send another request on it (closing an idle
+    connection instead races a request already on its way)."""
+
+    __slots__ = ("app", "draining")
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.draining = False
+
+    def __call__(self, request: Request) -> Response:
+        response = self.app(request)
+        if self.draining and not response.close:
+            return Response(response.status, response.headers, response.body,
+                            content_length=response.content_length, close=True)
+        return response
+
+    def start_draining(self) -> None:
+        self.draining = True
 
 
 def start(loop: Loop, args: argparse.Namespace) -> TcpService:
-    return TcpService(serve_stream(protocol_factory(loop, args), args, loop),
-                      transport_label(args))
+    app = DrainingApp(build_app(args))
+    return TcpService(serve_stream(protocol_factory(loop, args, app), args, loop),
+                      transport_label(args), on_drain=app.start_draining)
