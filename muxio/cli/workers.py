@@ -219,7 +219,10 @@ class Slot:
     replacement: Worker | None = None
     """The new worker of a rolling restart, until it is ready and the old one retires."""
     failures: int = 0
-    """Consecutive failures (quick deaths or failed starts) since it last ran stably."""
+    """Consecutive failures (quick deaths or failed starts) since it last ran stably:
+    the exponent of the restart delay."""
+    start_failures: int = 0
+    """Consecutive restarts that exited before they were ready."""
     restart: TimerHandle | None = None
 
 
@@ -365,6 +368,7 @@ class Supervisor:
             else:
                 self._roll_next()
             return
+        slot.start_failures = 0
         log.info("worker %d is serving again (pid %d)", slot.index, worker.pid)
 
     def _reap(self, _signum: int = signal.SIGCHLD) -> None:
@@ -418,20 +422,19 @@ class Supervisor:
             self._end_roll()
             return
         slot.current = None
+        slot.failures += 1
         if slot.replacement is not None:
             log.warning("worker %d (pid %d) %s; its replacement is starting", slot.index,
                         worker.pid, worker.reason())
             return
         if not worker.ready:
-            slot.failures += 1
-            if slot.failures >= MAX_START_FAILURES:
-                self._give_up(f"worker {slot.index} failed to start {slot.failures} times "
-                              f"in a row: {worker.start_error()}")
+            slot.start_failures += 1
+            if slot.start_failures >= MAX_START_FAILURES:
+                self._give_up(f"worker {slot.index} failed to start {slot.start_failures} "
+                              f"times in a row: {worker.start_error()}")
                 return
         elif self.loop.time() - worker.started >= STABLE_SECONDS:
-            slot.failures = 0
-        else:
-            slot.failures += 1
+            slot.failures = 1  # it ran long enough: back to the shortest delay
         delay = min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** max(0, slot.failures - 1))
         log.warning("worker %d (pid %d) %s; restarting it in %.1f s", slot.index, worker.pid,
                     worker.reason(), delay)

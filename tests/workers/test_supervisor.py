@@ -323,3 +323,22 @@ async def _keep_asking(port: int, progress: list[int], path: bytes = b"/",
     finally:
         writer.close()
     return sent, answered, False
+
+
+def test_restarts_back_off_and_a_slot_that_keeps_failing_makes_the_supervisor_give_up(
+        tmp_path: Path) -> None:
+    zone = tmp_path / "example.test.zone"
+    zone.write_text("$ORIGIN example.test.\n@ IN SOA ns1 hostmaster 1 3600 900 604800 300\n"
+                    "@ IN NS ns1\nns1 IN A 192.0.2.53\n")
+    with Supervised("dns", "--zone", str(zone), "--host", "127.0.0.1", "--port",
+                    str(free_port()), "--workers", "2") as supervisor:
+        supervisor.wait_serving()
+        zone.write_text("not a zone any more\n")  # every new worker now fails at start
+        os.kill(supervisor.pids[0], signal.SIGKILL)
+        assert supervisor.wait(timeout=300) == 2
+        stderr = supervisor.stderr()
+    delays = re.findall(r"worker 1 \(pid \d+\) .*; restarting it in (\d\.\d) s", stderr)
+    assert delays == ["0.1", "0.2", "0.4", "0.8", "1.6"], stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith("muxio: error: worker 1 failed to start 5 times in a row: "), last
+    assert str(zone) in last
