@@ -43,7 +43,7 @@ RETRY_AFTER = 1
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 _MAX_DIGITS = 18
 """A byte position with more significant digits than this is beyond any file."""
-_BEYOND_ANY_FILE = 10 ** _MAX_DIGITS
+_BEYOND_ANY_FILE = 1_000_000_000_000_000_000  # 10 ** _MAX_DIGITS
 _ENCODED_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",
                   "xz": "application/x-xz", "br": "application/x-brotli",
                   "compress": "application/x-compress"}
