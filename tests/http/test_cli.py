@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -84,10 +83,8 @@ def test_same_handler_on_asyncio(root: Path) -> None:
             ranged = client.request("GET", "/large.bin", headers=[("Range", "bytes=-10")])
             assert ranged.status == 206 and len(ranged.body) == 10
         with Client(port) as slow:
-            started = time.monotonic()
             slow.send(b"GET / HTTP/1.1\r\n")
             assert wait_readable(slow.sock, DEADLINE)
             response = slow.read_response()
-            assert response.status == 408
-            assert 0.4 < time.monotonic() - started < 5.0
+            assert response.status == 408  # only the header timer answers 408
             assert slow.is_closed_by_server()
