@@ -50,8 +50,9 @@ from muxio.handlers.chat.messages import (
     Pong,
     TimeOk,
 )
-from muxio.loop import Loop
+from muxio.loop import Clock, Loop
 from muxio.protocols import Protocol, Transport
+from muxio.testing.clock import FakeClock
 from muxio.transports.registry import StreamTransportSpec, stream_transport
 
 DEADLINE = 30.0
@@ -128,6 +129,24 @@ def greeted_server_session(max_frame: int = 65536) -> ChatSession:
     session.send(HelloOk(request_id=1, version=1, client_id=1, address="a", port=1,
                          max_frame=max_frame, heartbeat_ms=0))
     return session
+
+
+class SteppingClock(FakeClock):
+    """A FakeClock for real sockets: when the loop would wait, time jumps to the next timer
+    but by at most `max_step` seconds, so that I/O already on its way (loopback delivers
+    in the next poll) is handled before timers far ahead fire. Timers still fire at
+    their exact deadlines; a run_until deadline keeps its meaning (a plain FakeClock with
+    only that deadline pending jumps straight to it on the first idle poll)."""
+
+    def __init__(self, max_step: float = 0.01) -> None:
+        super().__init__()
+        self.max_step = max_step
+
+    def before_wait(self, timeout: float | None) -> float | None:
+        if self.autojump and timeout is not None and timeout > 0:
+            self.advance(min(timeout, self.max_step))
+            return 0
+        return timeout
 
 
 # -- clients that record --------------------------------------------------------------------
@@ -279,12 +298,14 @@ class ChatRig:
 
 @contextmanager
 def chat_rig(backend: str | None, transport: str = "tcp",
-             config: ChatServerConfig | None = None) -> Iterator[ChatRig]:
+             config: ChatServerConfig | None = None,
+             clock: Clock | None = None) -> Iterator[ChatRig]:
     """Server and clients on one loop in this thread; everything closed afterwards. Any
     exception escaping a protocol callback is recorded in `rig.errors` (and fails the
-    test at the end)."""
+    test at the end). With `clock` (a FakeClock), timers fire without waiting and the
+    tests assert times on that clock."""
     spec = stream_transport(transport)
-    with Loop(backend) as loop:
+    with Loop(backend, clock=clock) as loop:
         chat = ChatServer(loop, config or ChatServerConfig())
         server = spec.serve(chat.protocol_factory, "127.0.0.1", 0, loop=loop)
         rig = ChatRig(loop, chat, server, spec)

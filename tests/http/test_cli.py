@@ -60,7 +60,8 @@ def test_serve_http_root(backend: str, root: Path) -> None:
 
 
 @pytest.mark.parametrize("arguments", [["--root", "/nonexistent/dir"],
-                                       ["--header-timeout", "0"], ["--max-body", "-1"]])
+                                       ["--header-timeout", "0"], ["--max-body", "-1"],
+                                       ["--send-timeout", "-5"]])
 def test_bad_options_are_reported(arguments: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "muxio", "serve", "http", "--port", "0",
                              *arguments], capture_output=True, text=True, timeout=DEADLINE,
