@@ -37,10 +37,15 @@ class ChatServerConfig:
     """A connection that has not completed HELLO this long after it opened gets CLOSING
     and is closed (PINGs keep the heartbeat happy, not an un-greeted connection)."""
     max_ungreeted: int = 512
-    """Connections still without HELLO_OK at once. One more evicts the oldest of them
-    (CLOSING, then closed), as NSD does with tcp-count: a flood of connections that never
-    greet cannot hold every fd and lock out the clients that do. Keep it well below the
-    process's fd limit (ulimit -n)."""
+    """Connections still without HELLO_OK at once. Past it, the oldest of them are evicted
+    (CLOSING, then closed) once they have waited `ungreeted_grace`, as NSD does with
+    tcp-count: a flood of connections that never greet cannot hold every fd and lock out
+    the clients that do. Keep it well below the process's fd limit (ulimit -n)."""
+    ungreeted_grace: float = 1.0
+    """How long a connection may wait for its HELLO to be read before it can be evicted
+    for being over max_ungreeted: in a storm of connections (a thousand clients
+    reconnecting at once) the server accepts faster than it reads, and the HELLOs waiting
+    in the sockets must not cost their clients the connection."""
     frames_per_turn: int = 32
     """Frames handled for one connection before the others (and the loop's timers and
     signals) get their turn; the rest of what it pipelined waits, with its reading
@@ -64,7 +69,7 @@ class ChatServerConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"ChatServerConfig.{name} must be >= 1, "
                                  f"got {getattr(self, name)}")
-        for name in ("hello_timeout", "linger_timeout"):
+        for name in ("hello_timeout", "linger_timeout", "ungreeted_grace"):
             value = getattr(self, name)
             if not value > 0 or math.isinf(value):
                 raise ValueError(f"ChatServerConfig.{name} must be a finite number of seconds "

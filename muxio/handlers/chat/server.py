@@ -41,8 +41,10 @@ client after `interval x misses` (its transport is aborted: a peer that sends no
 otherwise hold its entry forever). Only a complete frame counts as hearing from the peer:
 a peer dripping one byte of an unfinished frame is silent. A connection that has not
 completed HELLO within `hello_timeout` gets CLOSING and is closed, and at most
-`max_ungreeted` connections may wait for HELLO at once: one more evicts the oldest of
-them, so a flood of connections that never greet cannot hold every fd.
+`max_ungreeted` connections may wait for HELLO at once: past that, the oldest of them are
+evicted as soon as they have waited `ungreeted_grace` (a second: a client that sends HELLO
+at once is greeted long before, even in a storm of connections that the server accepts
+faster than it reads), so a flood of connections that never greet cannot hold every fd.
 
 Leaving (BYE, EOF, reset, heartbeat timeout, slow receiver, too many invalid frames) removes
 the client from the table at once and sends LEFT to the others. A client dropped for too
@@ -153,8 +155,9 @@ class ChatServer:
         self._list_cache: list[bytes] | None = None
         """LIST_OK frames of the current list (request id 0), until a join or leave."""
         self._ungreeted: dict[ChatServerProtocol, float] = {}
-        """Connections without HELLO_OK yet -> their hello deadline, oldest first."""
-        self._hello_timer: Cancellable | None = None
+        """Connections without HELLO_OK yet -> when they connected, oldest first."""
+        self._sweep_timer: Cancellable | None = None
+        self._sweep_when = 0.0
         self._closed = False
         self.stats: dict[str, int] = {
             "frames": 0, "forwarded": 0, "not_delivered": 0, "invalid_frames": 0,
@@ -284,44 +287,53 @@ class ChatServer:
     # -- greeting deadlines ------------------------------------------------------------------
 
     def _await_hello(self, conn: ChatServerProtocol) -> None:
-        """A new connection: it has hello_timeout to greet; the oldest un-greeted ones are
-        evicted past max_ungreeted."""
+        """A new connection: it has hello_timeout to greet; past max_ungreeted, the oldest
+        un-greeted ones are evicted once they have waited ungreeted_grace."""
+        self._ungreeted[conn] = self.scheduler.time()
+        if self._sweep_timer is None or len(self._ungreeted) > self.config.max_ungreeted:
+            self._sweep_ungreeted()
+
+    def _sweep_ungreeted(self) -> None:
+        """Close the un-greeted connections past their hello deadline, evict the oldest
+        while there are too many (and they are old enough), and arm the timer for the next
+        time one of these is due. The dict is in connection order: only its front matters."""
         config = self.config
         ungreeted = self._ungreeted
-        ungreeted[conn] = self.scheduler.time() + config.hello_timeout
-        while len(ungreeted) > config.max_ungreeted:
-            oldest = next(iter(ungreeted))
-            del ungreeted[oldest]
-            self.stats["evicted_ungreeted"] += 1
-            log.debug("evicting %s port %d: more than %d connections wait for HELLO",
-                      oldest.address, oldest.port, config.max_ungreeted)
-            # No lingering: the point is to give its fd back now.
-            oldest.close(f"more than {config.max_ungreeted} connections are waiting for "
-                         f"HELLO; this one waited longest", linger=False)
-        if self._hello_timer is None and ungreeted:
-            self._arm_hello_timer()
-
-    def _arm_hello_timer(self) -> None:
-        deadline = next(iter(self._ungreeted.values()))
-        self._hello_timer = self.scheduler.call_later(
-            max(0.0, deadline - self.scheduler.time()), self._hello_deadlines)
-
-    def _hello_deadlines(self) -> None:
-        self._hello_timer = None
-        ungreeted = self._ungreeted
         now = self.scheduler.time()
-        timeout = self.config.hello_timeout
         while ungreeted:
-            conn, deadline = next(iter(ungreeted.items()))
-            if deadline > now:
+            conn, since = next(iter(ungreeted.items()))
+            if since + config.hello_timeout <= now:
+                del ungreeted[conn]
+                self.stats["hello_timeouts"] += 1
+                log.debug("closing %s port %d: no HELLO within %g s", conn.address,
+                          conn.port, config.hello_timeout)
+                conn.close(f"no HELLO within {config.hello_timeout:g} s")
+            elif len(ungreeted) > config.max_ungreeted and since + config.ungreeted_grace <= now:
+                del ungreeted[conn]
+                self.stats["evicted_ungreeted"] += 1
+                log.debug("evicting %s port %d: more than %d connections wait for HELLO",
+                          conn.address, conn.port, config.max_ungreeted)
+                # No lingering: the point is to give its fd back now.
+                conn.close(f"more than {config.max_ungreeted} connections are waiting for "
+                           f"HELLO; this one waited longest", linger=False)
+            else:
                 break
-            del ungreeted[conn]
-            self.stats["hello_timeouts"] += 1
-            log.debug("closing %s port %d: no HELLO within %g s", conn.address, conn.port,
-                      timeout)
-            conn.close(f"no HELLO within {timeout:g} s")
-        if ungreeted:
-            self._arm_hello_timer()
+        if not ungreeted:
+            return
+        since = next(iter(ungreeted.values()))
+        due = since + config.hello_timeout
+        if len(ungreeted) > config.max_ungreeted:
+            due = min(due, since + config.ungreeted_grace)
+        if self._sweep_timer is not None:
+            if self._sweep_when <= due:
+                return  # fires first; it looks again then
+            self._sweep_timer.cancel()
+        self._sweep_when = due
+        self._sweep_timer = self.scheduler.call_later(max(0.0, due - now), self._sweep_due)
+
+    def _sweep_due(self) -> None:
+        self._sweep_timer = None
+        self._sweep_ungreeted()
 
     def _forward(self, sender: ChatServerProtocol, request: Send) -> Message:
         """Deliver a SEND; the response for the sender."""
@@ -410,10 +422,10 @@ class ChatServer:
             return
         self._closed = True
         log.info("closing %d connections: %s", len(self.connections), reason)
-        for timer in (self._hello_timer, self._feed_flush):
+        for timer in (self._sweep_timer, self._feed_flush):
             if timer is not None:
                 timer.cancel()
-        self._hello_timer = self._feed_flush = None
+        self._sweep_timer = self._feed_flush = None
         self._ungreeted.clear()
         for conn in list(self.connections):
             conn.close(reason)
