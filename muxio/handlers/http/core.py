@@ -187,7 +187,8 @@ class ServerConnection:
         self._max_body = config.max_body_size
         self._depth = config.pipeline_depth
         self._backlog = b""
-        """Received bytes not fed to the parser yet (from `_backlog_at` on)."""
+        """Received bytes not fed to the parser yet (from `_backlog_at` on); empty when
+        everything received was parsed (so its truth is "a backlog is left")."""
         self._backlog_at = 0
         self._eof_pending = False  # EOF arrived behind a backlog
         self._body_progress = 0  # callbacks that consumed body bytes (see _feed)
@@ -248,7 +249,7 @@ class ServerConnection:
     def has_buffered_events(self) -> bool:
         """Events (requests, an error or EOF) are queued behind the current response, or
         received bytes wait to be parsed: the shell keeps reading paused meanwhile."""
-        return bool(self._events) or self._backlog_at < len(self._backlog)
+        return bool(self._events) or bool(self._backlog)
 
     @property
     def queued_events(self) -> int:
@@ -296,7 +297,7 @@ class ServerConnection:
         parser = self._parser
         if parser is None or self.their_phase is _ERROR or self.their_phase is _CLOSED:
             return  # after an error or EOF, bytes have nowhere to go: the shell drains them
-        if self._backlog_at < len(self._backlog):
+        if self._backlog:
             if data:
                 self._backlog = self._backlog[self._backlog_at:] + bytes(data)
                 self._backlog_at = 0
@@ -344,9 +345,10 @@ class ServerConnection:
         self._feed(memoryview(backlog)[start:end])
 
     def _feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Parse `data` (callers checked that parsing may go on: after an error, EOF or
+        close() there is no backlog left to feed)."""
         parser = self._parser
-        if parser is None or self.their_phase is _ERROR or self.their_phase is _CLOSED:
-            return
+        assert parser is not None
         phase_before = self.their_phase
         completed_before = self._completed
         progress_before = self._body_progress
@@ -365,6 +367,8 @@ class ServerConnection:
                 return
             break
         phase = self.their_phase
+        if phase is _IDLE:
+            return  # the hot path: the read ended with a message
         if phase is _BODY:
             # Bytes that made no progress in a body: a chunk extension or a trailer field
             # being received. Counted per feed (callbacks carry no offsets); a callback
@@ -530,7 +534,7 @@ class ServerConnection:
         """The next event, `NEED_DATA` or `PAUSED`; raises the queued `HttpError` in turn."""
         events = self._events
         if not events:
-            while self._backlog_at < len(self._backlog) and not events:
+            while self._backlog and not events:
                 self._parse_backlog()
             if not events:
                 if self._error is not None:
@@ -573,9 +577,9 @@ class ServerConnection:
         `next_event()` tells what there is. One call instead of three on the hot path."""
         events = self._events
         if len(events) < 2:
-            if self._backlog_at == len(self._backlog) or self._ours is not Ours.IDLE:
+            if not self._backlog or self._ours is not Ours.IDLE:
                 return None
-            while len(events) < 2 and self._backlog_at < len(self._backlog):
+            while len(events) < 2 and self._backlog:
                 self._parse_backlog()
             if len(events) < 2:
                 return None
