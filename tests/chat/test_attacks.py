@@ -354,6 +354,28 @@ def test_joins_and_leaves_in_one_turn_cost_linear_writes() -> None:
         assert sorted(lefts) == sorted(side.client_id for side in sides[:-1])
 
 
+def test_batched_indications_keep_each_clients_order() -> None:
+    """JOINED/LEFT wait for the end of the iteration, but never behind a later frame: a
+    client that joins and at once sends a message is JOINED before its MESSAGE at the
+    recipient, and a LIST after a join lists the newcomer after the JOINED."""
+    with memory_chat() as (loop, chat):
+        watcher = CountingPeer(encode(Hello(request_id=1)))
+        memory_pair(loop, watcher, chat.protocol_factory())
+        loop.run_until(lambda: len(chat.clients) == 1, timeout=100)
+        [watcher_id] = chat.clients
+        newcomer = CountingPeer(encode(Hello(request_id=1))
+                               + encode(Send(request_id=2, to=watcher_id, text="hi")))
+        memory_pair(loop, newcomer, chat.protocol_factory())
+        loop.run_until(lambda: len(chat.clients) == 2, timeout=100)
+        assert watcher.transport is not None
+        watcher.transport.write(encode(GetList(request_id=2)))
+        loop.run_until(lambda: any(isinstance(m, ListOk) for m in watcher.messages()),
+                       timeout=100)
+        kinds = [type(m).__name__ for m in watcher.messages()
+                 if type(m).__name__ in ("Joined", "Incoming", "ListOk")]
+        assert kinds == ["Joined", "Incoming", "ListOk"], kinds
+
+
 class WriteCounter:
     """A transport proxy counting the server's writes."""
 
