@@ -6,10 +6,11 @@ Theory of operation
 class keeps `{fd: events}`) and mark the fd dirty. `poll` then reconciles, for each dirty
 fd, what the kernel has armed with what is wanted, writing the fewest SQEs that do it:
 
-    wanted, nothing armed         POLL_ADD (multishot) with a fresh user_data
-    wanted, armed, other mask     POLL_UPDATE of the mask (the kernel re-arms it)
-    not wanted (or re-registered) POLL_REMOVE of the armed poll
-    same mask armed               nothing (e.g. add_writer then remove_writer)
+    registered, nothing armed     POLL_ADD (multishot) with a fresh user_data
+    modified, armed               POLL_UPDATE of the mask (the kernel re-arms it)
+    unregistered, armed           POLL_REMOVE of the armed poll
+    unregistered and registered   POLL_REMOVE, then POLL_ADD (it may be another file)
+    registered and unregistered   nothing: the kernel never hears of it
 
 and hands every SQE to the kernel in the same `io_uring_enter` that waits for events
 (see uring_ring.py). A loop iteration therefore costs one system call whatever it
@@ -27,7 +28,7 @@ Facts about io_uring poll that shape this file:
   while the fd stays ready: it is edge-triggered, like EPOLLET, and declared so
   (`capabilities.edge_triggered`); muxio's transports then read until EAGAIN.
   Arming (POLL_ADD, POLL_UPDATE) checks readiness at once, so a modify reports current
-  readiness, as EPOLL_CTL_MOD does.
+  readiness, as EPOLL_CTL_MOD does, even when it sets the mask that was already armed.
 - The kernel ends a multishot poll (a CQE without MORE) when it cannot post a CQE (CQ
   full) and for files without a wait queue (regular files, which are always ready).
   The fd is then re-armed with the next poll; regular files are thus reported ready on
@@ -38,8 +39,8 @@ Facts about io_uring poll that shape this file:
 - A POLL_ADD holds a reference to the file. A socket closed while registered stays open
   (no FIN) until it is unregistered or the poller is closed; epoll forgets such a
   socket by itself. muxio's transports always unregister before closing. A poll armed
-  on an fd that was closed before the SQE reached the kernel fails with EBADF: that is
-  reported as ERROR, so the owner finds out from its next recv/send.
+  on an fd that was closed before the SQE reached the kernel fails with EBADF and is
+  forgotten silently, as epoll forgets a closed fd.
 - Bad input is refused where epoll refuses it, by the base class: closed fds at
   register/modify (an fstat, since the SQE is only submitted with the next poll),
   double registration, unknown fds. The ring fd counts against RLIMIT_NOFILE like an
@@ -54,7 +55,7 @@ import logging
 import select
 import sys
 
-from muxio.pollers.base import ERROR, HUP, READ, WRITE, Capabilities, Poller
+from muxio.pollers.base import ERROR, HUP, Capabilities, Poller
 from muxio.pollers.translate import EventTranslator
 from muxio.pollers.uring_ring import IORING_CQE_F_MORE, Ring, RingFeatureError
 
@@ -88,7 +89,6 @@ class UringPoller(Poller):
         self._ring = Ring(sq_entries, cq_entries)
         self._armed: dict[int, int] = {}
         """fd -> user_data of the poll the kernel has armed for it."""
-        self._armed_mask: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._replaced: set[int] = set()
         """fds unregistered since the last poll: their armed poll (if any) watches a file
@@ -111,14 +111,13 @@ class UringPoller(Poller):
         ring = self._ring
         wanted = self._fds
         armed = self._armed
-        armed_mask = self._armed_mask
         replaced = self._replaced
         for fd in self._dirty:
             events = wanted.get(fd)
             user_data = armed.get(fd)
             if user_data is not None and (events is None or fd in replaced):
                 ring.prep_poll_remove(user_data, _CONTROL | user_data)
-                del armed[fd], armed_mask[fd]
+                del armed[fd]
                 user_data = None
             if events is None:
                 continue
@@ -128,10 +127,8 @@ class UringPoller(Poller):
                 user_data = (self._generation << 32) | fd
                 ring.prep_poll_add(fd, mask, user_data)
                 armed[fd] = user_data
-                armed_mask[fd] = mask
-            elif armed_mask[fd] != mask:
+            else:
                 ring.prep_poll_update(user_data, mask, _CONTROL | user_data)
-                armed_mask[fd] = mask
         self._dirty.clear()
         replaced.clear()
 
@@ -177,16 +174,20 @@ class UringPoller(Poller):
                     continue
                 # The kernel ended this multishot (CQ full, or a file without a wait
                 # queue): re-arm with the next poll.
+            elif res == -errno.EBADF:
+                # Closed before the SQE reached the kernel: forgotten without a word, as
+                # epoll forgets a closed fd; the owner still has to unregister it.
+                log.debug("fd %d was closed before its poll was armed", fd)
             elif res != -errno.ECANCELED:
-                # e.g. EBADF: the fd was closed before the SQE reached the kernel.
+                # The kernel could not arm it (e.g. out of memory): the owner finds out
+                # from ERROR; a modify re-arms it.
                 ready[fd] = ready.get(fd, 0) | _POLLNVAL
-            del armed[fd], self._armed_mask[fd]
+            del armed[fd]
             if res >= 0 or res == -errno.ECANCELED:
                 self._dirty.add(fd)
 
     def _os_close(self) -> None:
         self._armed.clear()
-        self._armed_mask.clear()
         self._dirty.clear()
         self._replaced.clear()
         self._ring.close()

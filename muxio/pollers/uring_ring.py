@@ -112,6 +112,7 @@ _CQE = struct.Struct("<QiI")
 """user_data, res, flags: 16 bytes."""
 _CQE_SIZE = _CQE.size
 _BIG_ENDIAN = sys.byteorder == "big"
+_ROOM_ATTEMPTS = 4
 
 
 class _SqOffsets(ctypes.Structure):
@@ -308,6 +309,7 @@ class Ring:
         self._wait_forever_address = ctypes.addressof(self._wait_forever_arg)
         self._arg_size = ctypes.sizeof(_GeteventsArg)
         self._syscall = libc().syscall
+        self._backlog: list[tuple[int, int, int]] = []
         self.enters = 0
         self.submitted = 0
 
@@ -316,7 +318,7 @@ class Ring:
     def _slot(self) -> int:
         """Byte offset of the next free SQE; submits what is queued if the SQ is full."""
         if self._tail - self._sq_head.value >= self.sq_entries:
-            self.enter(0)
+            self._make_room()
         offset = (self._tail & self._sq_mask) * 64
         self._tail += 1
         return offset
@@ -339,6 +341,16 @@ class Ring:
         _SQE.pack_into(self._sqes, self._slot(), IORING_OP_POLL_REMOVE,
                        IOSQE_CQE_SKIP_SUCCESS, 0, -1, 0, user_data, 0, 0, control_data,
                        0, 0, 0, 0, 0)
+
+    def _make_room(self) -> None:
+        """Submit a full SQ. If the kernel takes nothing because the CQ is full (EBUSY),
+        move the CQEs aside (`completions` returns them first) and try again."""
+        for _ in range(_ROOM_ATTEMPTS):
+            self.enter(0)
+            if self._tail - self._sq_head.value < self.sq_entries:
+                return
+            self._backlog += self._read_cqes()
+        raise _os_error(errno.EBUSY, "the io_uring submission queue stays full")
 
     @property
     def unsubmitted(self) -> int:
@@ -371,7 +383,7 @@ class Ring:
             code = ctypes.get_errno()
             if code in (errno.ETIME, errno.EINTR):
                 return
-            if code == errno.EBUSY or code == errno.EAGAIN:
+            if code in (errno.EBUSY, errno.EAGAIN):
                 # The CQ (or the kernel's request memory) is full: the caller reaps and the
                 # unsubmitted SQEs go with the next enter.
                 return
@@ -391,6 +403,13 @@ class Ring:
 
     def completions(self) -> list[tuple[int, int, int]]:
         """Every CQE in the ring as (user_data, res, flags); marks them seen."""
+        if self._backlog:
+            done = self._backlog + self._read_cqes()
+            self._backlog = []
+            return done
+        return self._read_cqes()
+
+    def _read_cqes(self) -> list[tuple[int, int, int]]:
         head = self._cq_head.value
         tail = self._cq_tail.value
         if head == tail:
