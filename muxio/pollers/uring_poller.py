@@ -75,6 +75,8 @@ _GENERATIONS = 1 << 30
 _OVERFLOW_ROUNDS = 8
 """Times one poll brings overflowed CQEs into the ring before returning what it has."""
 _ERROR_EVENTS = ERROR | HUP
+_TRANSLATED: dict[int, int] = {}
+"""OS poll mask -> muxio events, filled on first sight (a handful of distinct masks)."""
 
 
 class UringPoller(Poller):
@@ -136,55 +138,71 @@ class UringPoller(Poller):
         ring = self._ring
         if self._dirty:
             self._reconcile()
-        if timeout is not None and timeout <= 0:
-            if ring.needs_enter():
-                ring.enter(0)
-        else:
-            ring.enter(1, timeout)
+        completions = ring.submit_and_wait(timeout)
+        if not completions:
+            return []
         ready: dict[int, int] = {}
-        self._reap(ring.completions(), ready)
+        self._reap(completions, ready)
         rounds = 0
         while ring.overflowed() and rounds < _OVERFLOW_ROUNDS:
             ring.enter(0)
             self._reap(ring.completions(), ready)
             rounds += 1
-        if not ready:
-            return []
-        from_os = _TRANSLATOR.from_os
-        wanted = self._fds
-        # A CQE posted before a modify may carry events no longer asked for.
-        return [(fd, from_os(mask) & (wanted.get(fd, 0) | _ERROR_EVENTS))
-                for fd, mask in ready.items()]
+        return list(ready.items())
 
     def _reap(self, completions: list[tuple[int, int, int]], ready: dict[int, int]) -> None:
-        """Fold CQEs into `ready` ({fd: OS poll mask}); note polls the kernel ended."""
+        """Fold CQEs into `ready` ({fd: muxio events}); the hot path is one CQE per fd
+        with MORE set."""
         armed = self._armed
+        wanted = self._fds
+        translated = _TRANSLATED
         for user_data, res, flags in completions:
-            if user_data & _CONTROL:
-                if res < 0 and -res not in (errno.ENOENT, errno.EALREADY):
-                    log.debug("io_uring poll update/remove of fd %d failed: %s",
-                              user_data & _FD_MASK, errno.errorcode.get(-res, res))
-                continue
             fd = user_data & _FD_MASK
             if armed.get(fd) != user_data:
-                continue  # a poll we removed or replaced: its successor checked readiness
-            if res >= 0:
-                ready[fd] = ready.get(fd, 0) | res
-                if flags & IORING_CQE_F_MORE:
-                    continue
-                # The kernel ended this multishot (CQ full, or a file without a wait
-                # queue): re-arm with the next poll.
-            elif res == -errno.EBADF:
-                # Closed before the SQE reached the kernel: forgotten without a word, as
-                # epoll forgets a closed fd; the owner still has to unregister it.
-                log.debug("fd %d was closed before its poll was armed", fd)
-            elif res != -errno.ECANCELED:
-                # The kernel could not arm it (e.g. out of memory): the owner finds out
-                # from ERROR; a modify re-arms it.
-                ready[fd] = ready.get(fd, 0) | _POLLNVAL
-            del armed[fd]
-            if res >= 0 or res == -errno.ECANCELED:
-                self._dirty.add(fd)
+                # Not a current poll: a removed or replaced one (its successor checked
+                # readiness when armed), or a failed update/remove (top bit set).
+                if user_data & _CONTROL and res < 0:
+                    self._control_failed(fd, res)
+                continue
+            if res >= 0 and flags & IORING_CQE_F_MORE:
+                events = translated.get(res)
+                if events is None:
+                    events = translated[res] = _TRANSLATOR.from_os(res)
+                # A CQE posted before a modify may carry events no longer asked for.
+                events &= wanted.get(fd, 0) | _ERROR_EVENTS
+                if events:
+                    ready[fd] = ready.get(fd, 0) | events
+                continue
+            self._poll_ended(fd, res, ready)
+
+    def _poll_ended(self, fd: int, res: int, ready: dict[int, int]) -> None:
+        """The kernel ended the current poll of `fd` (a CQE without MORE)."""
+        del self._armed[fd]
+        if res >= 0:
+            # CQ full, or a file without a wait queue: report, and re-arm with the next
+            # poll (re-arming checks readiness, so nothing is missed meanwhile).
+            events = _TRANSLATOR.from_os(res) & (self._fds.get(fd, 0) | _ERROR_EVENTS)
+            if events:
+                ready[fd] = ready.get(fd, 0) | events
+            self._dirty.add(fd)
+        elif res == -errno.ECANCELED:
+            self._dirty.add(fd)
+        elif res == -errno.EBADF:
+            # Closed before the SQE reached the kernel: forgotten without a word, as
+            # epoll forgets a closed fd; the owner still has to unregister it.
+            log.debug("fd %d was closed before its poll was armed", fd)
+        else:
+            # The kernel could not arm it (e.g. out of memory): the owner finds out from
+            # ERROR; a modify re-arms it.
+            log.warning("io_uring could not watch fd %d: %s", fd, errno.errorcode.get(-res, res))
+            ready[fd] = ready.get(fd, 0) | ERROR
+
+    @staticmethod
+    def _control_failed(fd: int, res: int) -> None:
+        # ENOENT/EALREADY: the poll had just ended; its own CQE asked for the re-arm.
+        if -res not in (errno.ENOENT, errno.EALREADY):
+            log.debug("io_uring poll update/remove of fd %d failed: %s", fd,
+                      errno.errorcode.get(-res, res))
 
     def _os_close(self) -> None:
         self._armed.clear()

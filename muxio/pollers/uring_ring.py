@@ -23,11 +23,12 @@ Facts about io_uring that shape this file:
   which would dup() the ring fd for each mapping.
 - SQ slots are used in order, so the SQ index array is filled with the identity once and
   never written again.
-- IORING_SETUP_COOP_TASKRUN + TASKRUN_FLAG: completions are posted when *we* enter the
-  kernel, never by interrupting us, and the kernel raises IORING_SQ_TASKRUN when some
-  are pending. So a zero-timeout poll with nothing to submit, an empty CQ and no pending
-  work needs no system call at all. It also means every CQE we read was written by our
-  own thread's system call, which orders memory for us on every architecture.
+- IORING_SETUP_COOP_TASKRUN + TASKRUN_FLAG: completions are posted on our own way out
+  of a system call (any: the recv a transport just made counts), never by interrupting
+  us, and the kernel raises IORING_SQ_TASKRUN while some are pending. So a poll with
+  nothing to submit needs no system call when CQEs are already in the ring, nor when it
+  must not wait and no work is pending. And every CQE we read was written by our own
+  thread's system call, which orders memory for us on every architecture.
 - IORING_SETUP_SUBMIT_ALL: a bad SQE (its error comes back as a CQE) does not stop the
   kernel from taking the SQEs after it.
 - CQ overflow: with IORING_FEAT_NODROP the kernel keeps CQEs that did not fit and flags
@@ -78,6 +79,7 @@ IORING_ENTER_EXT_ARG = 0x8
 
 IORING_SQ_CQ_OVERFLOW = 0x2
 IORING_SQ_TASKRUN = 0x4
+_WORK_PENDING = IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW
 
 IORING_OFF_SQ_RING = 0
 IORING_OFF_CQ_RING = 0x8000000
@@ -177,6 +179,12 @@ class _Libc:
         libc.mmap.restype = ctypes.c_void_p
         libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                               ctypes.c_int, ctypes.c_long]
+        # The same function again without argtypes, for the hot path: Python ints go as C
+        # ints (libffi widens them to the register, and the kernel reads them as u32),
+        # pointers and sizes as prepared ctypes objects. About 1 us cheaper per call.
+        enter = ctypes.CDLL(None, use_errno=True).syscall
+        enter.restype = ctypes.c_long
+        self.enter_syscall: Callable[..., int] = enter
         self.munmap: Callable[..., int] = libc.munmap
         libc.munmap.restype = ctypes.c_int
         libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
@@ -302,13 +310,21 @@ class Ring:
         self._tail = self._sq_tail.value
         """Our SQ tail: SQEs up to here are written; the kernel's tail is set at enter."""
 
+        self._ktail = self._tail
+        """The tail the kernel was last given."""
+        self._cq_head_value = self._cq_head.value
+        # The arguments of io_uring_enter, built once: ctypes converts a prepared object
+        # faster than a Python int, and the pointers must be passed as 64-bit values.
         self._timespec = _Timespec()
-        self._wait_arg = _GeteventsArg(ts=ctypes.addressof(self._timespec))
-        self._wait_forever_arg = _GeteventsArg(ts=0)
-        self._wait_arg_address = ctypes.addressof(self._wait_arg)
-        self._wait_forever_address = ctypes.addressof(self._wait_forever_arg)
-        self._arg_size = ctypes.sizeof(_GeteventsArg)
-        self._syscall = libc().syscall
+        self._last_timeout: float | None = None
+        self._timed_arg = _GeteventsArg(ts=ctypes.addressof(self._timespec))
+        self._forever_arg = _GeteventsArg(ts=0)
+        self._wait_timed = ctypes.c_void_p(ctypes.addressof(self._timed_arg))
+        self._wait_forever = ctypes.c_void_p(ctypes.addressof(self._forever_arg))
+        self._arg_size = ctypes.c_size_t(ctypes.sizeof(_GeteventsArg))
+        self._null = ctypes.c_void_p(0)
+        self._zero = ctypes.c_size_t(0)
+        self._syscall = libc().enter_syscall
         self._backlog: list[tuple[int, int, int]] = []
         self.enters = 0
         self.submitted = 0
@@ -354,31 +370,53 @@ class Ring:
 
     @property
     def unsubmitted(self) -> int:
-        return self._tail - self._sq_tail.value
+        return self._tail - self._ktail
 
     # -- the one system call -------------------------------------------------------------
+
+    def submit_and_wait(self, timeout: float | None) -> list[tuple[int, int, int]]:
+        """The poll: hand the SQEs written since the last call to the kernel and return
+        every CQE as (user_data, res, flags), waiting up to `timeout` seconds (None: no
+        limit) when there is none. At most one system call, and none when there is
+        nothing to submit and either CQEs are already in the ring (completion work runs
+        on our way out of any system call, e.g. the last recv) or the caller does not
+        wait and the kernel has no work pending for us."""
+        if self._tail == self._ktail:
+            if self._cq_tail.value != self._cq_head_value:
+                return self.completions()
+            if (timeout is not None and timeout <= 0
+                    and not self._sq_flags.value & _WORK_PENDING):
+                return self._take_backlog()
+        elif self._cq_tail.value != self._cq_head_value:
+            timeout = 0  # submit, but do not wait: there is something to report already
+        self.enter(0 if timeout is not None and timeout <= 0 else 1, timeout)
+        return self.completions()
 
     def enter(self, min_complete: int, timeout: float | None = 0) -> None:
         """Submit every SQE written so far and wait for `min_complete` CQEs, at most
         `timeout` seconds (None: no limit). Timeouts and signals return quietly."""
-        to_submit = self._tail - self._sq_head.value
-        self._sq_tail.value = self._tail
+        tail = self._tail
+        to_submit = tail - self._sq_head.value
+        if tail != self._ktail:
+            self._sq_tail.value = self._ktail = tail
         if min_complete:
             if timeout is None:
-                arg = self._wait_forever_address
+                arg = self._wait_forever
             else:
-                seconds = max(timeout, 0.0)
-                whole = int(seconds)
-                self._timespec.tv_sec = whole
-                self._timespec.tv_nsec = int((seconds - whole) * 1e9)
-                arg = self._wait_arg_address
-            flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG
+                if timeout != self._last_timeout:
+                    seconds = max(timeout, 0.0)
+                    whole = int(seconds)
+                    self._timespec.tv_sec = whole
+                    self._timespec.tv_nsec = int((seconds - whole) * 1e9)
+                    self._last_timeout = timeout
+                arg = self._wait_timed
+            ret = self._syscall(SYS_IO_URING_ENTER, self.fd, to_submit, min_complete,
+                                IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, arg,
+                                self._arg_size)
         else:
-            arg = 0
-            flags = IORING_ENTER_GETEVENTS
+            ret = self._syscall(SYS_IO_URING_ENTER, self.fd, to_submit, 0,
+                                IORING_ENTER_GETEVENTS, self._null, self._zero)
         self.enters += 1
-        ret = self._syscall(SYS_IO_URING_ENTER, self.fd, to_submit, min_complete, flags,
-                            arg, self._arg_size if arg else 0)
         if ret < 0:
             code = ctypes.get_errno()
             if code in (errno.ETIME, errno.EINTR):
@@ -390,12 +428,6 @@ class Ring:
             raise _os_error(code, "io_uring_enter")
         self.submitted += to_submit
 
-    def needs_enter(self) -> bool:
-        """Whether a zero-timeout poll must enter the kernel: SQEs to submit, completion
-        work pending (IORING_SQ_TASKRUN) or overflowed CQEs to bring in."""
-        return bool(self._tail != self._sq_tail.value
-                    or self._sq_flags.value & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))
-
     def overflowed(self) -> bool:
         return bool(self._sq_flags.value & IORING_SQ_CQ_OVERFLOW)
 
@@ -404,13 +436,15 @@ class Ring:
     def completions(self) -> list[tuple[int, int, int]]:
         """Every CQE in the ring as (user_data, res, flags); marks them seen."""
         if self._backlog:
-            done = self._backlog + self._read_cqes()
-            self._backlog = []
-            return done
+            return self._take_backlog() + self._read_cqes()
         return self._read_cqes()
 
+    def _take_backlog(self) -> list[tuple[int, int, int]]:
+        done, self._backlog = self._backlog, []
+        return done
+
     def _read_cqes(self) -> list[tuple[int, int, int]]:
-        head = self._cq_head.value
+        head = self._cq_head_value
         tail = self._cq_tail.value
         if head == tail:
             return []
@@ -424,7 +458,7 @@ class Ring:
             done = list(_CQE.iter_unpack(cqes[start:]))
             if end:
                 done += _CQE.iter_unpack(cqes[:end])
-        self._cq_head.value = tail
+        self._cq_head.value = self._cq_head_value = tail
         return done
 
     # -- teardown ------------------------------------------------------------------------
