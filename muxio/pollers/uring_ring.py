@@ -54,13 +54,23 @@ SYS_IO_URING_REGISTER = 427
 
 IORING_OP_POLL_ADD = 6
 IORING_OP_POLL_REMOVE = 7
+IORING_OP_ACCEPT = 13
+IORING_OP_ASYNC_CANCEL = 14
+IORING_OP_SEND = 26
+IORING_OP_RECV = 27
 
+IOSQE_BUFFER_SELECT = 0x20
 IOSQE_CQE_SKIP_SUCCESS = 0x40
+
+IORING_RECV_MULTISHOT = 0x2
+IORING_ACCEPT_MULTISHOT = 0x1
 
 IORING_POLL_ADD_MULTI = 0x1
 IORING_POLL_UPDATE_EVENTS = 0x2
 
+IORING_CQE_F_BUFFER = 0x1
 IORING_CQE_F_MORE = 0x2
+IORING_CQE_BUFFER_SHIFT = 16
 
 IORING_SETUP_CQSIZE = 0x8
 IORING_SETUP_CLAMP = 0x10
@@ -86,6 +96,7 @@ IORING_OFF_CQ_RING = 0x8000000
 IORING_OFF_SQES = 0x10000000
 
 IORING_REGISTER_PROBE = 8
+IORING_REGISTER_PBUF_RING = 22
 IO_URING_OP_SUPPORTED = 0x1
 
 REQUIRED: dict[int, str] = {
@@ -104,6 +115,8 @@ SETUP_FLAGS = (IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_AL
 _PROT_READ = 0x1
 _PROT_WRITE = 0x2
 _MAP_SHARED = 0x01
+_MAP_PRIVATE = 0x02
+_MAP_ANONYMOUS = 0x20
 _MAP_POPULATE = 0x8000
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
@@ -358,6 +371,32 @@ class Ring:
                        IOSQE_CQE_SKIP_SUCCESS, 0, -1, 0, user_data, 0, 0, control_data,
                        0, 0, 0, 0, 0)
 
+    def prep_recv_multishot(self, fd: int, buffer_group: int, user_data: int) -> None:
+        """A multishot RECV into buffers the kernel picks from `buffer_group`: one CQE per
+        arrival (res bytes, the buffer id in flags >> 16) until EOF, an error, or no
+        buffer left (-ENOBUFS, the CQE without MORE)."""
+        _SQE.pack_into(self._sqes, self._slot(), IORING_OP_RECV, IOSQE_BUFFER_SELECT,
+                       IORING_RECV_MULTISHOT, fd, 0, 0, 0, 0, user_data, buffer_group, 0, 0,
+                       0, 0)
+
+    def prep_send(self, fd: int, address: int, length: int, flags: int,
+                  user_data: int) -> None:
+        """A SEND of `length` bytes at `address` (the caller keeps them alive until the
+        CQE); with MSG_WAITALL the kernel retries a stream socket until all is sent."""
+        _SQE.pack_into(self._sqes, self._slot(), IORING_OP_SEND, 0, 0, fd, 0, address,
+                       length, flags, user_data, 0, 0, 0, 0, 0)
+
+    def prep_accept_multishot(self, fd: int, flags: int, user_data: int) -> None:
+        """A multishot ACCEPT: one CQE per connection, res = the new fd (accept4 flags)."""
+        _SQE.pack_into(self._sqes, self._slot(), IORING_OP_ACCEPT, 0,
+                       IORING_ACCEPT_MULTISHOT, fd, 0, 0, 0, flags, user_data, 0, 0, 0, 0, 0)
+
+    def prep_cancel(self, target: int, user_data: int) -> None:
+        """Cancel the request whose user_data is `target` (it ends with -ECANCELED)."""
+        _SQE.pack_into(self._sqes, self._slot(), IORING_OP_ASYNC_CANCEL,
+                       IOSQE_CQE_SKIP_SUCCESS, 0, -1, 0, target, 0, 0, user_data,
+                       0, 0, 0, 0, 0)
+
     def _make_room(self) -> None:
         """Submit a full SQ. If the kernel takes nothing because the CQ is full (EBUSY),
         move the CQEs aside (`completions` returns them first) and try again."""
@@ -476,6 +515,106 @@ class Ring:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class _BufRingEntry(ctypes.Structure):
+    _fields_ = [("addr", ctypes.c_uint64), ("len", ctypes.c_uint32),
+                ("bid", ctypes.c_uint16), ("resv", ctypes.c_uint16)]
+
+
+class _BufReg(ctypes.Structure):
+    _fields_ = [("ring_addr", ctypes.c_uint64), ("ring_entries", ctypes.c_uint32),
+                ("bgid", ctypes.c_uint16), ("flags", ctypes.c_uint16),
+                ("resv", ctypes.c_uint64 * 3)]
+
+
+class _Anonymous:
+    """Page-aligned private memory (mmap MAP_ANONYMOUS), unmapped by `close`."""
+
+    def __init__(self, size: int) -> None:
+        address = libc().mmap(None, size, _PROT_READ | _PROT_WRITE,
+                              _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_POPULATE, -1, 0)
+        if address is None or address == _MAP_FAILED:
+            raise _os_error(ctypes.get_errno(), "mmap of io_uring buffers")
+        self.address: int = address
+        self.size = size
+
+    def close(self) -> None:
+        if self.size:
+            libc().munmap(self.address, self.size)
+            self.size = 0
+
+
+class BufferRing:
+    """A provided-buffer ring (IORING_REGISTER_PBUF_RING, Linux 5.19): `count` buffers of
+    `size` bytes that the kernel fills for multishot receives, handed back with `give`.
+
+    The ring of buffer descriptors and the buffers are two anonymous mappings; the
+    descriptor ring's tail is the 16-bit field at byte 14 (the `resv` of entry 0)."""
+
+    def __init__(self, ring: Ring, group: int, count: int, size: int) -> None:
+        if count & (count - 1) or not 0 < count <= 32768:
+            raise ValueError(f"buffer count {count} must be a power of two <= 32768")
+        self.group = group
+        self.count = count
+        self.size = size
+        self._mask = count - 1
+        self._entries = _Anonymous(count * ctypes.sizeof(_BufRingEntry))
+        self._memory = _Anonymous(count * size)
+        self.view: memoryview | None = memoryview(
+            (ctypes.c_ubyte * (count * size)).from_address(self._memory.address)).cast("B")
+        self._descriptors = memoryview((ctypes.c_ubyte * (count * 16)).from_address(
+            self._entries.address)).cast("B")
+        self._tail_field = ctypes.c_uint16.from_address(self._entries.address + 14)
+        self._tail = 0
+        reg = _BufReg(ring_addr=self._entries.address, ring_entries=count, bgid=group)
+        ret = libc().syscall(SYS_IO_URING_REGISTER, ring.fd, IORING_REGISTER_PBUF_RING,
+                             ctypes.addressof(reg), 1, 0, 0)
+        if ret < 0:
+            code = ctypes.get_errno()
+            self.close()
+            raise _os_error(code, "IORING_REGISTER_PBUF_RING")
+        for bid in range(count):
+            self._put(bid)
+        self._publish()
+
+    def _put(self, bid: int) -> None:
+        _BUF.pack_into(self._descriptors, (self._tail & self._mask) * 16,
+                       self._memory.address + bid * self.size, self.size, bid)
+        self._tail += 1
+
+    def _publish(self) -> None:
+        self._tail_field.value = self._tail & 0xFFFF
+
+    def take(self, bid: int, length: int) -> bytes:
+        """The `length` bytes the kernel put in buffer `bid`, which goes back at once."""
+        assert self.view is not None
+        start = bid * self.size
+        data = bytes(self.view[start:start + length])
+        self._put(bid)
+        self._publish()
+        return data
+
+    def close(self) -> None:
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+            self._descriptors.release()
+        self._memory.close()
+        self._entries.close()
+
+
+_BUF = struct.Struct("<QIH")
+
+
+def bytes_address(data: bytes) -> int:
+    """Where CPython keeps the contents of a bytes object (valid while it is alive)."""
+    return id(data) + _BYTES_DATA_OFFSET
+
+
+_probe_bytes = b"muxio"
+_BYTES_DATA_OFFSET = ctypes.cast(ctypes.c_char_p(_probe_bytes), ctypes.c_void_p).value - id(
+    _probe_bytes)  # type: ignore[operator]
 
 
 def _poll32(mask: int) -> int:
