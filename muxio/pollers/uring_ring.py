@@ -612,9 +612,14 @@ def bytes_address(data: bytes) -> int:
     return id(data) + _BYTES_DATA_OFFSET
 
 
-_probe_bytes = b"muxio"
-_BYTES_DATA_OFFSET = ctypes.cast(ctypes.c_char_p(_probe_bytes), ctypes.c_void_p).value - id(
-    _probe_bytes)  # type: ignore[operator]
+def _bytes_data_offset() -> int:
+    probe = b"muxio"
+    address = ctypes.cast(ctypes.c_char_p(probe), ctypes.c_void_p).value
+    assert address is not None
+    return address - id(probe)
+
+
+_BYTES_DATA_OFFSET = _bytes_data_offset()
 
 
 def _poll32(mask: int) -> int:
