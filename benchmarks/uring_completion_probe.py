@@ -10,7 +10,8 @@ the best a readiness path can do, with no transport, no protocol and no loop aro
 
 - `bare/epoll`: epoll_wait, then recv and send for each ready socket (level-triggered);
 - `bare/uring-completion`: one io_uring_enter per iteration that submits every send of
-  the previous iteration and waits; data arrives in CQEs, already received.
+  the previous iteration and waits; data arrives in CQEs, already received;
+- `bare/uring-recv`: reads as above, writes by a plain send() at once (no send CQE).
 
 Both answer the workload's traffic byte for byte like the muxio services (echo: the same
 bytes back; http: muxio's hello response, with its Date header frozen), so the load
@@ -132,6 +133,52 @@ def serve_uring_completion(port: int, mode: str) -> None:
                     ring.prep_accept_multishot(listener.fileno(), flags, accept_data)
 
 
+def serve_uring_recv(port: int, mode: str) -> None:
+    """Reads as completions (multishot recv into the buffer ring), writes as plain send:
+    no send CQE to process and no reference to keep, one system call less per request
+    than readiness (the recv), none more."""
+    from muxio.pollers.uring_ring import (
+        IORING_CQE_BUFFER_SHIFT,
+        IORING_CQE_F_MORE,
+        BufferRing,
+        Ring,
+    )
+
+    accept_data, recv_tag = 1 << 62, 1 << 61
+    listener = listen(port)
+    ring = Ring(sq_entries=1024, cq_entries=16384)
+    buffers = BufferRing(ring, group=0, count=1024, size=4096)
+    flags = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+    ring.prep_accept_multishot(listener.fileno(), flags, accept_data)
+    conns: dict[int, socket.socket] = {}
+    take = buffers.take
+    while True:
+        for user_data, res, cqe_flags in ring.submit_and_wait(None):
+            if user_data & recv_tag:
+                fd = user_data & 0xFFFFFFFF
+                if res > 0:
+                    conns[fd].send(answer(mode, take(cqe_flags >> IORING_CQE_BUFFER_SHIFT,
+                                                     res)))
+                    if not cqe_flags & IORING_CQE_F_MORE:
+                        ring.prep_recv_multishot(fd, 0, user_data)
+                elif res == -errno.ENOBUFS:
+                    ring.prep_recv_multishot(fd, 0, user_data)
+                elif fd in conns:
+                    conns.pop(fd).close()
+            elif user_data == accept_data:
+                if res >= 0:
+                    conn = socket.socket(fileno=res)
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conns[res] = conn
+                    ring.prep_recv_multishot(res, 0, recv_tag | res)
+                if not cqe_flags & IORING_CQE_F_MORE:
+                    ring.prep_accept_multishot(listener.fileno(), flags, accept_data)
+
+
+IMPLEMENTATIONS = {"epoll": serve_epoll, "uring-completion": serve_uring_completion,
+                   "uring-recv": serve_uring_recv}
+
+
 def compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -147,7 +194,7 @@ def compare(args: argparse.Namespace) -> int:
                 for backend in args.backends.split(",") if backend]
     targets += [Target(f"bare/{impl}", (sys.executable, here, "serve", "--impl", impl,
                                         "--mode", args.workload), "bare")
-                for impl in ("epoll", "uring-completion")]
+                for impl in IMPLEMENTATIONS]
     results = run_comparison(workload, targets, rounds=args.rounds, duration=args.duration)
     console = Console(width=140)
     console.print(render_table(workload.unit, results, args.reference))
@@ -162,7 +209,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run one bare server (used by the comparison)")
-    serve.add_argument("--impl", choices=("epoll", "uring-completion"), required=True)
+    serve.add_argument("--impl", choices=sorted(IMPLEMENTATIONS), required=True)
     serve.add_argument("--mode", choices=("echo", "http"), required=True)
     serve.add_argument("--port", type=int, default=0)
     for workload in ("echo", "http"):
@@ -177,8 +224,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "serve":
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        server = serve_epoll if args.impl == "epoll" else serve_uring_completion
-        server(args.port, args.mode)
+        IMPLEMENTATIONS[args.impl](args.port, args.mode)
         return 0
     return compare(args)
 
