@@ -11,6 +11,7 @@ the best a readiness path can do, with no transport, no protocol and no loop aro
 - `bare/epoll`: epoll_wait, then recv and send for each ready socket (level-triggered);
 - `bare/uring-completion`: one io_uring_enter per iteration that submits every send of
   the previous iteration and waits; data arrives in CQEs, already received;
+- `bare/uring-completion-deferred`: the same with IORING_SETUP_DEFER_TASKRUN;
 - `bare/uring-recv`: reads as above, writes by a plain send() at once (no send CQE).
 
 Both answer the workload's traffic byte for byte like the muxio services (echo: the same
@@ -82,7 +83,7 @@ def serve_epoll(port: int, mode: str) -> None:
             conn.send(answer(mode, data))
 
 
-def serve_uring_completion(port: int, mode: str) -> None:
+def serve_uring_completion(port: int, mode: str, extra_flags: int = 0) -> None:
     from muxio.pollers.uring_ring import (
         IORING_CQE_BUFFER_SHIFT,
         IORING_CQE_F_MORE,
@@ -93,7 +94,7 @@ def serve_uring_completion(port: int, mode: str) -> None:
 
     accept_data, recv_tag, send_tag = 1 << 62, 1 << 61, 1 << 60
     listener = listen(port)
-    ring = Ring(sq_entries=1024, cq_entries=16384)
+    ring = Ring(sq_entries=1024, cq_entries=16384, extra_flags=extra_flags)
     buffers = BufferRing(ring, group=0, count=1024, size=4096)
     flags = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
     ring.prep_accept_multishot(listener.fileno(), flags, accept_data)
@@ -175,7 +176,16 @@ def serve_uring_recv(port: int, mode: str) -> None:
                     ring.prep_accept_multishot(listener.fileno(), flags, accept_data)
 
 
+def serve_uring_completion_deferred(port: int, mode: str) -> None:
+    """As uring-completion, with IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN: the kernel
+    runs the completion work of the whole batch inside the one io_uring_enter."""
+    from muxio.pollers.uring_ring import IORING_SETUP_DEFER_TASKRUN, IORING_SETUP_SINGLE_ISSUER
+
+    serve_uring_completion(port, mode, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
+
+
 IMPLEMENTATIONS = {"epoll": serve_epoll, "uring-completion": serve_uring_completion,
+                   "uring-completion-deferred": serve_uring_completion_deferred,
                    "uring-recv": serve_uring_recv}
 
 

@@ -77,6 +77,11 @@ IORING_SETUP_CLAMP = 0x10
 IORING_SETUP_SUBMIT_ALL = 0x80
 IORING_SETUP_COOP_TASKRUN = 0x100
 IORING_SETUP_TASKRUN_FLAG = 0x200
+IORING_SETUP_SINGLE_ISSUER = 0x1000
+IORING_SETUP_DEFER_TASKRUN = 0x2000
+"""Completion work runs only inside io_uring_enter(GETEVENTS) of the one thread that
+submits (Linux 6.1). Not used by the poller (a loop may be created in one thread and run
+in another); the benchmarks try it."""
 
 IORING_FEAT_SINGLE_MMAP = 0x1
 IORING_FEAT_NODROP = 0x2
@@ -279,9 +284,10 @@ class Ring:
     Not thread-safe (nothing in a loop is): one thread prepares, enters and reaps.
     """
 
-    def __init__(self, sq_entries: int = 1024, cq_entries: int = 16384) -> None:
+    def __init__(self, sq_entries: int = 1024, cq_entries: int = 16384,
+                 extra_flags: int = 0) -> None:
         params = _Params()
-        params.flags = SETUP_FLAGS
+        params.flags = SETUP_FLAGS | extra_flags
         params.cq_entries = cq_entries
         self.fd = io_uring_setup(sq_entries, params)
         self._maps: list[_Mapping] = []
