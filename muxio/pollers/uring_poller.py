@@ -41,6 +41,8 @@ Facts about io_uring poll that shape this file:
   socket by itself. muxio's transports always unregister before closing. A poll armed
   on an fd that was closed before the SQE reached the kernel fails with EBADF and is
   forgotten silently, as epoll forgets a closed fd.
+- A ring is shared memory between one process and the kernel: like an epoll fd, a
+  poller must not be used on both sides of a fork(); create loops in the workers.
 - Bad input is refused where epoll refuses it, by the base class: closed fds at
   register/modify (an fstat, since the SQE is only submitted with the next poll),
   double registration, unknown fds. The ring fd counts against RLIMIT_NOFILE like an
