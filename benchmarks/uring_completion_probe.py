@@ -84,13 +84,8 @@ def serve_epoll(port: int, mode: str) -> None:
 
 
 def serve_uring_completion(port: int, mode: str, extra_flags: int = 0) -> None:
-    from muxio.pollers.uring_ring import (
-        IORING_CQE_BUFFER_SHIFT,
-        IORING_CQE_F_MORE,
-        BufferRing,
-        Ring,
-        bytes_address,
-    )
+    from muxio.pollers.uring_buffers import BufferRing, bytes_address
+    from muxio.pollers.uring_ring import IORING_CQE_BUFFER_SHIFT, IORING_CQE_F_MORE, Ring
 
     accept_data, recv_tag, send_tag = 1 << 62, 1 << 61, 1 << 60
     listener = listen(port)
@@ -138,12 +133,8 @@ def serve_uring_recv(port: int, mode: str) -> None:
     """Reads as completions (multishot recv into the buffer ring), writes as plain send:
     no send CQE to process and no reference to keep, one system call less per request
     than readiness (the recv), none more."""
-    from muxio.pollers.uring_ring import (
-        IORING_CQE_BUFFER_SHIFT,
-        IORING_CQE_F_MORE,
-        BufferRing,
-        Ring,
-    )
+    from muxio.pollers.uring_buffers import BufferRing
+    from muxio.pollers.uring_ring import IORING_CQE_BUFFER_SHIFT, IORING_CQE_F_MORE, Ring
 
     accept_data, recv_tag = 1 << 62, 1 << 61
     listener = listen(port)

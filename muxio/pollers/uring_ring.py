@@ -100,10 +100,6 @@ IORING_OFF_SQ_RING = 0
 IORING_OFF_CQ_RING = 0x8000000
 IORING_OFF_SQES = 0x10000000
 
-IORING_REGISTER_PROBE = 8
-IORING_REGISTER_PBUF_RING = 22
-IO_URING_OP_SUPPORTED = 0x1
-
 REQUIRED: dict[int, str] = {
     IORING_FEAT_SINGLE_MMAP: "IORING_FEAT_SINGLE_MMAP (Linux 5.4)",
     IORING_FEAT_NODROP: "IORING_FEAT_NODROP (Linux 5.5)",
@@ -120,8 +116,6 @@ SETUP_FLAGS = (IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_AL
 _PROT_READ = 0x1
 _PROT_WRITE = 0x2
 _MAP_SHARED = 0x01
-_MAP_PRIVATE = 0x02
-_MAP_ANONYMOUS = 0x20
 _MAP_POPULATE = 0x8000
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
@@ -166,20 +160,6 @@ class _Timespec(ctypes.Structure):
 class _GeteventsArg(ctypes.Structure):
     _fields_ = [("sigmask", ctypes.c_uint64), ("sigmask_sz", ctypes.c_uint32),
                 ("min_wait_usec", ctypes.c_uint32), ("ts", ctypes.c_uint64)]
-
-
-class _ProbeOp(ctypes.Structure):
-    _fields_ = [("op", ctypes.c_uint8), ("resv", ctypes.c_uint8),
-                ("flags", ctypes.c_uint16), ("resv2", ctypes.c_uint32)]
-
-
-_PROBE_OPS = 256
-
-
-class _Probe(ctypes.Structure):
-    _fields_ = [("last_op", ctypes.c_uint8), ("ops_len", ctypes.c_uint8),
-                ("resv", ctypes.c_uint16), ("resv2", ctypes.c_uint32 * 3),
-                ("ops", _ProbeOp * _PROBE_OPS)]
 
 
 # -- libc through ctypes (foreign calls release the GIL) -----------------------------------
@@ -231,17 +211,6 @@ def io_uring_setup(entries: int, params: _Params) -> int:
         code = ctypes.get_errno()
         raise _os_error(code, "io_uring_setup")
     return int(fd)
-
-
-def supported_opcodes(ring_fd: int) -> set[int]:
-    """The opcodes this kernel implements (IORING_REGISTER_PROBE, Linux 5.6)."""
-    probe = _Probe()
-    ret = libc().syscall(SYS_IO_URING_REGISTER, ring_fd, IORING_REGISTER_PROBE,
-                         ctypes.addressof(probe), _PROBE_OPS, 0, 0)
-    if ret < 0:
-        raise _os_error(ctypes.get_errno(), "IORING_REGISTER_PROBE")
-    return {probe.ops[i].op for i in range(min(probe.ops_len, _PROBE_OPS))
-            if probe.ops[i].flags & IO_URING_OP_SUPPORTED}
 
 
 def missing_features(features: int) -> list[str]:
@@ -413,10 +382,6 @@ class Ring:
             self._backlog += self._read_cqes()
         raise _os_error(errno.EBUSY, "the io_uring submission queue stays full")
 
-    @property
-    def unsubmitted(self) -> int:
-        return self._tail - self._ktail
-
     # -- the one system call -------------------------------------------------------------
 
     def submit_and_wait(self, timeout: float | None) -> list[tuple[int, int, int]]:
@@ -521,111 +486,6 @@ class Ring:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-class _BufRingEntry(ctypes.Structure):
-    _fields_ = [("addr", ctypes.c_uint64), ("len", ctypes.c_uint32),
-                ("bid", ctypes.c_uint16), ("resv", ctypes.c_uint16)]
-
-
-class _BufReg(ctypes.Structure):
-    _fields_ = [("ring_addr", ctypes.c_uint64), ("ring_entries", ctypes.c_uint32),
-                ("bgid", ctypes.c_uint16), ("flags", ctypes.c_uint16),
-                ("resv", ctypes.c_uint64 * 3)]
-
-
-class _Anonymous:
-    """Page-aligned private memory (mmap MAP_ANONYMOUS), unmapped by `close`."""
-
-    def __init__(self, size: int) -> None:
-        address = libc().mmap(None, size, _PROT_READ | _PROT_WRITE,
-                              _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_POPULATE, -1, 0)
-        if address is None or address == _MAP_FAILED:
-            raise _os_error(ctypes.get_errno(), "mmap of io_uring buffers")
-        self.address: int = address
-        self.size = size
-
-    def close(self) -> None:
-        if self.size:
-            libc().munmap(self.address, self.size)
-            self.size = 0
-
-
-class BufferRing:
-    """A provided-buffer ring (IORING_REGISTER_PBUF_RING, Linux 5.19): `count` buffers of
-    `size` bytes that the kernel fills for multishot receives, handed back with `give`.
-
-    The ring of buffer descriptors and the buffers are two anonymous mappings; the
-    descriptor ring's tail is the 16-bit field at byte 14 (the `resv` of entry 0)."""
-
-    def __init__(self, ring: Ring, group: int, count: int, size: int) -> None:
-        if count & (count - 1) or not 0 < count <= 32768:
-            raise ValueError(f"buffer count {count} must be a power of two <= 32768")
-        self.group = group
-        self.count = count
-        self.size = size
-        self._mask = count - 1
-        self._entries = _Anonymous(count * ctypes.sizeof(_BufRingEntry))
-        self._memory = _Anonymous(count * size)
-        self.view: memoryview | None = memoryview(
-            (ctypes.c_ubyte * (count * size)).from_address(self._memory.address)).cast("B")
-        self._descriptors = memoryview((ctypes.c_ubyte * (count * 16)).from_address(
-            self._entries.address)).cast("B")
-        self._tail_field = ctypes.c_uint16.from_address(self._entries.address + 14)
-        self._tail = 0
-        reg = _BufReg(ring_addr=self._entries.address, ring_entries=count, bgid=group)
-        ret = libc().syscall(SYS_IO_URING_REGISTER, ring.fd, IORING_REGISTER_PBUF_RING,
-                             ctypes.addressof(reg), 1, 0, 0)
-        if ret < 0:
-            code = ctypes.get_errno()
-            self.close()
-            raise _os_error(code, "IORING_REGISTER_PBUF_RING")
-        for bid in range(count):
-            self._put(bid)
-        self._publish()
-
-    def _put(self, bid: int) -> None:
-        _BUF.pack_into(self._descriptors, (self._tail & self._mask) * 16,
-                       self._memory.address + bid * self.size, self.size, bid)
-        self._tail += 1
-
-    def _publish(self) -> None:
-        self._tail_field.value = self._tail & 0xFFFF
-
-    def take(self, bid: int, length: int) -> bytes:
-        """The `length` bytes the kernel put in buffer `bid`, which goes back at once."""
-        assert self.view is not None
-        start = bid * self.size
-        data = bytes(self.view[start:start + length])
-        self._put(bid)
-        self._publish()
-        return data
-
-    def close(self) -> None:
-        if self.view is not None:
-            self.view.release()
-            self.view = None
-            self._descriptors.release()
-        self._memory.close()
-        self._entries.close()
-
-
-_BUF = struct.Struct("<QIH")
-
-
-def bytes_address(data: bytes) -> int:
-    """Where CPython keeps the contents of a bytes object (valid while it is alive)."""
-    return id(data) + _BYTES_DATA_OFFSET
-
-
-def _bytes_data_offset() -> int:
-    probe = b"muxio"
-    address = ctypes.cast(ctypes.c_char_p(probe), ctypes.c_void_p).value
-    assert address is not None
-    return address - id(probe)
-
-
-_BYTES_DATA_OFFSET = _bytes_data_offset()
 
 
 def _poll32(mask: int) -> int:

@@ -11,14 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from muxio.pollers.uring_buffers import BufferRing, bytes_address
 from muxio.pollers.uring_poller import unavailable_reason
 from muxio.pollers.uring_ring import (
     IORING_CQE_BUFFER_SHIFT,
     IORING_CQE_F_BUFFER,
     IORING_CQE_F_MORE,
-    BufferRing,
     Ring,
-    bytes_address,
 )
 
 REASON = unavailable_reason()
