@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import weakref
 
 from muxio.pollers.uring_ring import (
     _MAP_FAILED,
@@ -79,6 +80,7 @@ class BufferRing:
         self._mask = count - 1
         self._entries = _Anonymous(count * ctypes.sizeof(_BufRingEntry))
         self._memory = _Anonymous(count * size)
+        self._finalizer = weakref.finalize(self, _unmap, self._memory, self._entries)
         self.view: memoryview | None = memoryview(
             (ctypes.c_ubyte * (count * size)).from_address(self._memory.address)).cast("B")
         self._descriptors = memoryview((ctypes.c_ubyte * (count * 16)).from_address(
@@ -118,8 +120,12 @@ class BufferRing:
             self.view.release()
             self.view = None
             self._descriptors.release()
-        self._memory.close()
-        self._entries.close()
+        self._finalizer()
+
+
+def _unmap(*mappings: _Anonymous) -> None:
+    for mapping in mappings:
+        mapping.close()
 
 
 _BUF = struct.Struct("<QIH")

@@ -43,6 +43,7 @@ import errno
 import os
 import struct
 import sys
+import weakref
 from collections.abc import Callable
 
 # -- the kernel ABI (include/uapi/linux/io_uring.h) ----------------------------------------
@@ -260,6 +261,9 @@ class Ring:
         params.cq_entries = cq_entries
         self.fd = io_uring_setup(sq_entries, params)
         self._maps: list[_Mapping] = []
+        # A ring dropped without close() (an exception in a caller) still gives back its
+        # fd and mappings when collected, as a select.epoll object does.
+        self._finalizer = weakref.finalize(self, _release, self.fd, self._maps)
         try:
             self._setup(params)
         except BaseException:
@@ -480,12 +484,15 @@ class Ring:
             if view is not None:
                 view.release()
                 setattr(self, name, None)
-        for mapping in self._maps:
-            mapping.close()
-        self._maps.clear()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self._finalizer()
+        self.fd = -1
+
+
+def _release(fd: int, maps: list[_Mapping]) -> None:
+    for mapping in maps:
+        mapping.close()
+    maps.clear()
+    os.close(fd)
 
 
 def _poll32(mask: int) -> int:
