@@ -56,8 +56,9 @@ import functools
 import logging
 import select
 import sys
+from collections.abc import Callable
 
-from muxio.pollers.base import ERROR, HUP, Capabilities, Poller
+from muxio.pollers.base import ERROR, HUP, READ, Capabilities, Poller
 from muxio.pollers.translate import EventTranslator
 from muxio.pollers.uring_ring import IORING_CQE_F_MORE, Ring, RingFeatureError
 
@@ -72,6 +73,10 @@ _RDHUP_ALWAYS = _POLLRDHUP
 """Asked for with every mask, as epoll-et does: a FIN queued behind the data is reported
 as HUP, so an edge-triggered reader knows a short read left nothing to wait for."""
 _CONTROL = 1 << 63
+COMPLETION = 1 << 62
+"""user_data bit of requests made for a completion-mode transport (recv, send, accept):
+their CQEs are kept for `take_completions`, and the ring fd is reported READ so that the
+reader the transport registered for it (`loop.add_reader(poller.fileno(), ...)`) runs."""
 _FD_MASK = 0xFFFFFFFF
 _GENERATIONS = 1 << 30
 _OVERFLOW_ROUNDS = 8
@@ -98,6 +103,8 @@ class UringPoller(Poller):
         """fds unregistered since the last poll: their armed poll (if any) watches a file
         that may no longer be theirs, so it is removed even if re-registered alike."""
         self._generation = 0
+        self._completed: list[tuple[int, int, int]] = []
+        self._on_close: list[Callable[[], object]] = []
 
     # -- the base's hooks: write down, reconcile at poll time --------------------------
 
@@ -117,6 +124,8 @@ class UringPoller(Poller):
         armed = self._armed
         replaced = self._replaced
         for fd in self._dirty:
+            if fd == ring.fd:
+                continue  # the completion reader: reported when completions wait, not polled
             events = wanted.get(fd)
             user_data = armed.get(fd)
             if user_data is not None and (events is None or fd in replaced):
@@ -150,6 +159,8 @@ class UringPoller(Poller):
             ring.enter(0)
             self._reap(ring.completions(), ready)
             rounds += 1
+        if self._completed and ring.fd in self._fds:
+            ready[ring.fd] = READ
         return list(ready.items())
 
     def _reap(self, completions: list[tuple[int, int, int]], ready: dict[int, int]) -> None:
@@ -163,7 +174,9 @@ class UringPoller(Poller):
             if armed.get(fd) != user_data:
                 # Not a current poll: a removed or replaced one (its successor checked
                 # readiness when armed), or a failed update/remove (top bit set).
-                if user_data & _CONTROL and res < 0:
+                if user_data & COMPLETION:
+                    self._completed.append((user_data, res, flags))
+                elif user_data & _CONTROL and res < 0:
                     self._control_failed(fd, res)
                 continue
             if res >= 0 and flags & IORING_CQE_F_MORE:
@@ -206,7 +219,29 @@ class UringPoller(Poller):
             log.debug("io_uring poll update/remove of fd %d failed: %s", fd,
                       errno.errorcode.get(-res, res))
 
+    # -- completion mode (see muxio/transports/uring_tcp.py) ------------------------------
+
+    completion_io = True
+    """This backend can also carry completion-mode transports (`COMPLETION` requests)."""
+
+    def take_completions(self) -> list[tuple[int, int, int]]:
+        """The CQEs of `COMPLETION` requests reaped since the last call."""
+        done, self._completed = self._completed, []
+        return done
+
+    def call_on_close(self, callback: Callable[[], object]) -> None:
+        """Run `callback()` when the poller closes (a completion-mode transport closes the
+        sockets the kernel still held for it)."""
+        self._on_close.append(callback)
+
     def _os_close(self) -> None:
+        for callback in self._on_close:
+            try:
+                callback()
+            except Exception:
+                log.exception("uring close callback %r failed", callback)
+        self._on_close.clear()
+        self._completed.clear()
         self._armed.clear()
         self._dirty.clear()
         self._replaced.clear()

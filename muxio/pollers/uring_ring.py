@@ -376,6 +376,11 @@ class Ring:
                        IOSQE_CQE_SKIP_SUCCESS, 0, -1, 0, target, 0, 0, user_data,
                        0, 0, 0, 0, 0)
 
+    @property
+    def pending(self) -> bool:
+        """Whether SQEs were written that the kernel has not been given yet."""
+        return self._tail != self._ktail
+
     def _make_room(self) -> None:
         """Submit a full SQ. If the kernel takes nothing because the CQ is full (EBUSY),
         move the CQEs aside (`completions` returns them first) and try again."""

@@ -1,0 +1,115 @@
+"""Completion-mode TCP (muxio.transports.uring_tcp) through the stream conformance suite,
+on the uring backend (on any other backend its serve/connect are plain TCP, which
+test_conformance.py covers), plus what only completion mode has."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from muxio.loop import Loop
+from muxio.pollers.uring_poller import unavailable_reason
+from muxio.protocols import Protocol, Transport
+from muxio.testing.conformance import (
+    Cleanup,
+    RecordingProtocol,
+    StreamPair,
+    StreamTransportConformance,
+)
+from muxio.transports import tcp, uring_tcp
+
+REASON = unavailable_reason()
+pytestmark = pytest.mark.skipif(REASON is not None and os.environ.get("CI") != "true",
+                                reason=f"io_uring is not usable here: {REASON}")
+
+
+class TestUringTcpConformance(StreamTransportConformance):
+    @pytest.fixture
+    def pair_factory(self) -> Iterator[Callable[..., StreamPair]]:
+        """The suite's own fixture, on a loop of the uring backend only."""
+        loop = Loop("uring")
+        cleanups: list[Cleanup] = []
+
+        def open_pair(*, keep_open_on_eof: bool = False) -> StreamPair:
+            client = RecordingProtocol(keep_open_on_eof=keep_open_on_eof)
+            server = RecordingProtocol(keep_open_on_eof=keep_open_on_eof)
+            client_transport, server_transport, cleanup = self.make_pair(loop, client, server)
+            cleanups.append(cleanup)
+            pair = StreamPair(loop, client, server, client_transport, server_transport,
+                              self.timeout)
+            pair.run_until(lambda: bool(client.events and server.events))
+            return pair
+
+        try:
+            yield open_pair
+        finally:
+            for cleanup in cleanups:
+                cleanup()
+            for _ in range(5):
+                loop.run_once(0)
+            loop.close()
+
+    def make_pair(self, loop: Loop, client: Protocol,
+                  server: Protocol) -> tuple[Transport, Transport, Cleanup]:
+        listener = uring_tcp.serve(lambda: server, "127.0.0.1", 0, loop=loop)
+        assert isinstance(listener, uring_tcp.UringTcpServer)
+        connected = uring_tcp.connect(lambda: client, "127.0.0.1", listener.port, loop=loop)
+        client_transport, _ = loop.run_until_complete(connected, timeout=self.timeout)
+        loop.run_until(lambda: bool(listener.connections), timeout=self.timeout)
+        server_transport = next(iter(listener.connections))
+        assert isinstance(client_transport, uring_tcp.UringTcpTransport)
+
+        def cleanup() -> None:
+            listener.close()
+            listener.abort_clients()
+            client_transport.abort()
+
+        return client_transport, server_transport, cleanup
+
+
+def test_other_backends_get_plain_tcp() -> None:
+    with Loop("epoll") as loop:
+        server = uring_tcp.serve(RecordingProtocol, "127.0.0.1", 0, loop=loop)
+        assert isinstance(server, tcp.TcpServer)
+        server.close()
+
+
+def test_many_connections_echo_through_one_ring() -> None:
+    """50 clients, each a blocking socket, against a completion-mode echo server."""
+
+    class Echo(Protocol):
+        def connection_made(self, transport: Transport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    with Loop("uring") as loop:
+        server = uring_tcp.serve(Echo, "127.0.0.1", 0, loop=loop)
+        clients = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]
+        try:
+            for index, client in enumerate(clients):
+                client.sendall(f"hello {index}".encode())
+            answers: dict[int, bytes] = {}
+            for client in clients:
+                client.setblocking(False)
+
+            def all_answered() -> bool:
+                for index, client in enumerate(clients):
+                    try:
+                        answers[index] = answers.get(index, b"") + client.recv(100)
+                    except BlockingIOError:
+                        pass
+                return all(answers.get(i) == f"hello {i}".encode()
+                           for i in range(len(clients)))
+
+            loop.run_until(all_answered, timeout=20)
+            assert len(server.connections) == 50
+        finally:
+            for client in clients:
+                client.close()
+            loop.run_until(lambda: not server.connections, timeout=20)
+            server.close()
