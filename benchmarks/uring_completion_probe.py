@@ -12,7 +12,9 @@ the best a readiness path can do, with no transport, no protocol and no loop aro
 - `bare/uring-completion`: one io_uring_enter per iteration that submits every send of
   the previous iteration and waits; data arrives in CQEs, already received;
 - `bare/uring-completion-deferred`: the same with IORING_SETUP_DEFER_TASKRUN;
-- `bare/uring-recv`: reads as above, writes by a plain send() at once (no send CQE).
+- `bare/uring-recv`: reads as above, writes by a plain send() at once (no send CQE);
+- `muxio/uring+completion`: the real muxio service on the uring backend with its TCP in
+  completion mode (muxio.transports.uring_tcp), beside muxio's readiness backends.
 
 Both answer the workload's traffic byte for byte like the muxio services (echo: the same
 bytes back; http: muxio's hello response, with its Date header frozen), so the load
@@ -175,9 +177,27 @@ def serve_uring_completion_deferred(port: int, mode: str) -> None:
     serve_uring_completion(port, mode, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
 
 
+def serve_muxio_completion(port: int, mode: str) -> None:
+    """`muxio serve echo|http --backend uring` with its TCP in completion mode: the real
+    handler on muxio.transports.uring_tcp. The services call `tcp.serve`, which is not
+    wired to completion mode (it is opt-in), so this process points their `tcp` at it."""
+    import types
+
+    from muxio.cli import main as cli
+    from muxio.cli.services import echo, http
+    from muxio.transports import uring_tcp
+
+    shim = types.SimpleNamespace(serve=uring_tcp.serve)
+    echo.tcp = shim  # type: ignore[assignment]
+    http.tcp = shim  # type: ignore[assignment]
+    sys.exit(cli.main(["serve", mode, "--host", "127.0.0.1", "--port", str(port),
+                       "--backend", "uring"]))
+
+
 IMPLEMENTATIONS = {"epoll": serve_epoll, "uring-completion": serve_uring_completion,
                    "uring-completion-deferred": serve_uring_completion_deferred,
                    "uring-recv": serve_uring_recv}
+MUXIO_IMPLEMENTATIONS = {"muxio-completion": serve_muxio_completion}
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -193,9 +213,13 @@ def compare(args: argparse.Namespace) -> int:
                for peer in args.peers.split(",") if peer]
     targets += [muxio_target(backend, workload.service, workload.service_args)
                 for backend in args.backends.split(",") if backend]
-    targets += [Target(f"bare/{impl}", (sys.executable, here, "serve", "--impl", impl,
-                                        "--mode", args.workload), "bare")
-                for impl in IMPLEMENTATIONS]
+    targets += [Target(f"muxio/uring+{impl.split('-')[1]}", (
+        sys.executable, here, "serve", "--impl", impl, "--mode", args.workload), "muxio")
+                for impl in MUXIO_IMPLEMENTATIONS]
+    if args.bare:
+        targets += [Target(f"bare/{impl}", (sys.executable, here, "serve", "--impl", impl,
+                                            "--mode", args.workload), "bare")
+                    for impl in IMPLEMENTATIONS]
     results = run_comparison(workload, targets, rounds=args.rounds, duration=args.duration)
     console = Console(width=140)
     console.print(render_table(workload.unit, results, args.reference))
@@ -210,7 +234,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run one bare server (used by the comparison)")
-    serve.add_argument("--impl", choices=sorted(IMPLEMENTATIONS), required=True)
+    serve.add_argument("--impl", choices=sorted({**IMPLEMENTATIONS, **MUXIO_IMPLEMENTATIONS}),
+                       required=True)
     serve.add_argument("--mode", choices=("echo", "http"), required=True)
     serve.add_argument("--port", type=int, default=0)
     for workload in ("echo", "http"):
@@ -221,11 +246,13 @@ def main() -> int:
         run.add_argument("--peers", default="asyncio,uvloop")
         run.add_argument("--reference", default="asyncio")
         run.add_argument("--json", type=Path, default=None)
+        run.add_argument("--no-bare", dest="bare", action="store_false",
+                         help="only muxio and the peers (no bare servers)")
         run.set_defaults(workload=workload)
     args = parser.parse_args()
     if args.command == "serve":
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        IMPLEMENTATIONS[args.impl](args.port, args.mode)
+        {**IMPLEMENTATIONS, **MUXIO_IMPLEMENTATIONS}[args.impl](args.port, args.mode)
         return 0
     return compare(args)
 
