@@ -138,7 +138,8 @@ class UringTcpTransport(FlowControl):
         "_buffers", "_closing", "_eof_pending", "_eof_received", "_eof_written", "_extra",
         "_fd", "_flush_scheduled", "_held", "_in_flight", "_in_flight_data", "_loop", "_lost",
         "_port", "_queued", "_queued_size", "_reading", "_recv", "_send", "_server", "_sock",
-        "_write_after_close", "_write_blocked", "_delivery_scheduled", "__weakref__")
+        "_write_after_close", "_write_blocked", "_delivery_scheduled", "_flush_callback",
+        "_sent_callback", "__weakref__")
 
     def __init__(self, loop: Loop, sock: socket.socket, protocol: Protocol,
                  port: CompletionPort, server: UringTcpServer | None = None) -> None:
@@ -169,6 +170,9 @@ class UringTcpTransport(FlowControl):
         self._in_flight: int | None = None
         self._in_flight_data = b""
         self._flush_scheduled = False
+        # Bound once: the write path hands these to the loop and the port on every send.
+        self._flush_callback = self._flush
+        self._sent_callback = self._sent
         self._extra: dict[str, Any] = {"socket": sock, "transport": "tcp-uring",
                                        "backend": loop.backend}
         try:
@@ -281,8 +285,9 @@ class UringTcpTransport(FlowControl):
         self._queued_size += len(data)
         if not self._flush_scheduled and self._in_flight is None:
             self._flush_scheduled = True
-            self._loop.call_before_poll(self._flush)
-        self._maybe_pause()
+            self._loop.call_before_poll(self._flush_callback)
+        if self._queued_size + len(self._in_flight_data) > self._high_water:
+            self._maybe_pause()
 
     def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(chunks))
@@ -300,7 +305,7 @@ class UringTcpTransport(FlowControl):
 
     def _start_send(self, data: bytes) -> None:
         self._in_flight_data = data
-        self._in_flight = self._port.token(self._sent)
+        self._in_flight = self._port.token(self._sent_callback)
         self._port.ring.prep_send(self._fd, bytes_address(data), len(data), _SEND_FLAGS,
                                   self._in_flight)
 
@@ -319,9 +324,10 @@ class UringTcpTransport(FlowControl):
         if self._queued:
             self._flush()
         else:
-            self._maybe_resume()
-            if self._queued:
-                return  # resume_writing wrote more
+            if self._writing_paused:
+                self._maybe_resume()
+                if self._queued:
+                    return  # resume_writing wrote more
             if self._closing:
                 self._lost = True
                 self._loop.call_soon(self._call_connection_lost, None)
@@ -377,7 +383,7 @@ class UringTcpTransport(FlowControl):
             self._loop.call_soon(self._call_connection_lost, None)
         elif self._in_flight is None and not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_before_poll(self._flush)
+            self._loop.call_before_poll(self._flush_callback)
 
     def _stop_reading(self) -> None:
         self._reading = False
