@@ -77,15 +77,17 @@ class CompletionPort:
         self.buffers = BufferRing(poller.ring, _BUFFER_GROUP, BUFFERS, BUFFER_SIZE)
         self._handlers: dict[int, Handler] = {}
         self._serial = 0
-        self._sockets: set[socket.socket] = set()
-        """Sockets whose close waits for the kernel to finish their requests."""
+        self._gives_fd: set[int] = set()
+        """Requests whose result is a new fd (ACCEPT): closed if still unseen at the end."""
         loop.add_reader(poller.fileno(), self._dispatch)
         poller.call_on_close(self._close)
 
-    def token(self, handler: Handler) -> int:
+    def token(self, handler: Handler, *, gives_fd: bool = False) -> int:
         self._serial = (self._serial + 1) & 0xFFFFFFFFFFFF
         user_data = COMPLETION | self._serial
         self._handlers[user_data] = handler
+        if gives_fd:
+            self._gives_fd.add(user_data)
         return user_data
 
     def cancel(self, user_data: int) -> None:
@@ -104,6 +106,7 @@ class CompletionPort:
                 continue
             if not flags & IORING_CQE_F_MORE:
                 del handlers[user_data]
+                self._gives_fd.discard(user_data)
             try:
                 handler(res, flags)
             except Exception as exc:
@@ -112,6 +115,13 @@ class CompletionPort:
                     "exception": exc})
 
     def _close(self) -> None:
+        """The loop is closing: fds the kernel accepted for us that nobody saw yet would
+        leak, so they are closed; everything else in flight ends with the ring."""
+        self.ring.enter(0)  # run pending completion work, bring overflowed CQEs in
+        for user_data, res, _flags in self._poller.take_completions() + self.ring.completions():
+            if user_data in self._gives_fd and res >= 0:
+                os.close(res)
+        self._gives_fd.clear()
         self._handlers.clear()
         self.buffers.close()
         _PORTS.pop(self._poller, None)
@@ -466,6 +476,7 @@ class UringTcpServer:
         self._closed = False
         self._accepts: dict[int, socket.socket] = {}
         self.accept_errors = 0
+        self._out_of_resources = False  # logged once per episode, until an accept works
         for sock in sockets:
             self._arm_accept(sock)
 
@@ -478,21 +489,39 @@ class UringTcpServer:
         return int(self.sockets[0].getsockname()[1])
 
     def _arm_accept(self, listener: socket.socket) -> None:
-        user_data = self._port.token(lambda res, flags: self._accepted(listener, res, flags))
+        user_data = 0
+
+        def accepted(res: int, flags: int) -> None:
+            self._accepted(listener, user_data, res, flags)
+
+        user_data = self._port.token(accepted, gives_fd=True)
         self._accepts[user_data] = listener
         self._port.ring.prep_accept_multishot(listener.fileno(), _ACCEPT_FLAGS, user_data)
 
-    def _accepted(self, listener: socket.socket, res: int, flags: int) -> None:
+    def _accepted(self, listener: socket.socket, user_data: int, res: int, flags: int) -> None:
         ended = not flags & IORING_CQE_F_MORE
         if ended:
-            self._accepts = {k: v for k, v in self._accepts.items() if v is not listener}
+            self._accepts.pop(user_data, None)
         if res >= 0:
+            if self._out_of_resources:
+                self._out_of_resources = False
+                log.warning("accepting connections again (%d failed accepts before)",
+                            self.accept_errors)
             self._start_connection(res)
         elif -res in _RESOURCE_ERRNOS:
             self.accept_errors += 1
-            log.error("accept failed (%s): too many open files or no memory; pausing "
-                      "accepts for %.2f s", os.strerror(-res), self._accept_retry_delay)
+            if not self._out_of_resources:
+                self._out_of_resources = True
+                log.error("accept failed (%s): too many open files or no memory; pausing "
+                          "accepts for %.2f s, %d connections open. Raise the fd limit "
+                          "(ulimit -n).", os.strerror(-res), self._accept_retry_delay,
+                          len(self.connections))
             if ended and not self._closed:
+                self._loop.call_later(self._accept_retry_delay, self._rearm, listener)
+            elif not self._closed:
+                # The kernel kept the multishot ACCEPT armed: pause it ourselves.
+                self._port.cancel(user_data)
+                del self._accepts[user_data]
                 self._loop.call_later(self._accept_retry_delay, self._rearm, listener)
             return
         if ended and not self._closed and res != -errno.ECANCELED:

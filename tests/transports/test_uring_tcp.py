@@ -4,7 +4,9 @@ test_conformance.py covers), plus what only completion mode has."""
 
 from __future__ import annotations
 
+import logging
 import os
+import resource
 import socket
 from collections.abc import Callable, Iterator
 
@@ -113,3 +115,81 @@ def test_many_connections_echo_through_one_ring() -> None:
                 client.close()
             loop.run_until(lambda: not server.connections, timeout=20)
             server.close()
+
+
+def test_data_and_eof_that_arrive_while_paused_come_in_order_on_resume() -> None:
+    with Loop("uring") as loop:
+        made: list[RecordingProtocol] = []
+
+        def factory() -> RecordingProtocol:
+            made.append(RecordingProtocol(keep_open_on_eof=True))
+            return made[-1]
+
+        server = uring_tcp.serve(factory, "127.0.0.1", 0, loop=loop)
+        with socket.create_connection(("127.0.0.1", server.port)) as client:
+            loop.run_until(lambda: bool(made), timeout=20)
+            transport = made[0].transport
+            assert transport is not None
+            transport.pause_reading()
+            client.sendall(b"first ")
+            client.sendall(b"second")
+            client.shutdown(socket.SHUT_WR)
+            for _ in range(20):
+                loop.run_once(0.005)
+            assert made[0].events == ["made"]
+            transport.resume_reading()
+            loop.run_until(lambda: "eof" in made[0].events, timeout=20)
+            assert bytes(made[0].received) == b"first second"
+            assert made[0].events == ["made", "data", "eof"]
+            transport.close()
+            loop.run_until(lambda: made[0].lost, timeout=20)
+        server.close()
+
+
+def test_accept_pauses_on_emfile_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    """Out of fds: the multishot ACCEPT fails, is logged once, re-armed after the delay,
+    and the connections waiting in the backlog are accepted once fds are free again."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with Loop("uring") as loop:
+        server = uring_tcp.serve(RecordingProtocol, "127.0.0.1", 0, loop=loop,
+                                 accept_retry_delay=0.02)
+        assert isinstance(server, uring_tcp.UringTcpServer)
+        clients = [socket.socket() for _ in range(5)]
+        hog: list[int] = []
+        with caplog.at_level(logging.ERROR, logger="muxio.uring_tcp"):
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+                while True:  # every fd taken: accept has none left
+                    try:
+                        hog.append(os.open(os.devnull, os.O_RDONLY))
+                    except OSError:
+                        break
+                for client in clients:
+                    client.connect(("127.0.0.1", server.port))
+                loop.run_until(lambda: server.accept_errors >= 3, timeout=20)
+                assert not server.connections
+            finally:
+                for fd in hog:
+                    os.close(fd)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert caplog.text.count("pausing accepts") == 1
+        loop.run_until(lambda: len(server.connections) == len(clients), timeout=20)
+        for client in clients:
+            client.close()
+        loop.run_until(lambda: not server.connections, timeout=20)
+        server.close()
+        for _ in range(5):
+            loop.run_once(0)
+
+
+def test_connections_accepted_but_not_yet_seen_at_loop_close_do_not_leak() -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    loop = Loop("uring")
+    server = uring_tcp.serve(RecordingProtocol, "127.0.0.1", 0, loop=loop)
+    loop.run_once(0)  # the multishot ACCEPT reaches the kernel
+    clients = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    server.close()
+    loop.close()  # the accept CQEs were never dispatched: their fds must not stay open
+    for client in clients:
+        client.close()
+    assert set(os.listdir("/proc/self/fd")) - before == set()
