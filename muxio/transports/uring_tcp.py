@@ -37,6 +37,7 @@ import errno
 import logging
 import os
 import socket
+import struct
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -48,7 +49,8 @@ from muxio.pollers.uring_poller import COMPLETION, UringPoller
 from muxio.pollers.uring_ring import IORING_CQE_BUFFER_SHIFT, IORING_CQE_F_MORE
 from muxio.protocols import Protocol, ProtocolFactory
 from muxio.transports import tcp
-from muxio.transports.flow import FlowControl, water_marks
+from muxio.transports.flow import water_marks
+from muxio.transports.lifecycle import TransportLifecycle
 
 log = logging.getLogger("muxio.uring_tcp")
 
@@ -62,6 +64,8 @@ _SEND_FLAGS = socket.MSG_NOSIGNAL | socket.MSG_WAITALL
 _ACCEPT_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _QUIET_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+_LINGER_RESET = struct.pack("ii", 1, 0)
+"""SO_LINGER on with a zero timeout: close() sends RST and drops unsent data."""
 _EOF = b""
 
 Handler = Callable[[int, int], None]
@@ -141,30 +145,37 @@ def completion_port(loop: Loop) -> CompletionPort | None:
     return port
 
 
-class UringTcpTransport(FlowControl):
+class UringTcpTransport(TransportLifecycle):
     """The Transport a stream Protocol gets for one TCP connection, in completion mode."""
 
     __slots__ = (
-        "_buffers", "_closing", "_eof_pending", "_eof_received", "_eof_written", "_extra",
-        "_fd", "_flush_scheduled", "_held", "_in_flight", "_in_flight_data", "_loop", "_lost",
-        "_port", "_queued", "_queued_size", "_reading", "_recv", "_send", "_server", "_sock",
-        "_write_after_close", "_write_blocked", "_delivery_scheduled", "_flush_callback",
-        "_sent_callback", "__weakref__")
+        "_buffers", "_delivery_scheduled", "_eof_pending", "_eof_received", "_eof_written",
+        "_fd", "_flush_callback", "_flush_scheduled", "_held", "_in_flight",
+        "_in_flight_data", "_loop", "_port", "_queued", "_queued_size", "_reading", "_recv",
+        "_sent_callback", "_server", "_sock", "_write_after_close", "_write_blocked",
+        "__weakref__")
+
+    _protocol: Protocol
 
     def __init__(self, loop: Loop, sock: socket.socket, protocol: Protocol,
                  port: CompletionPort, server: UringTcpServer | None = None) -> None:
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
+        extra: dict[str, Any] = {"socket": sock, "transport": "tcp-uring",
+                                 "backend": loop.backend}
+        try:
+            extra["peername"] = sock.getpeername()
+        except OSError:
+            extra["peername"] = None
+        extra["sockname"] = sock.getsockname()
+        self._init_lifecycle(loop, protocol, extra)
         self._port = port
         self._buffers = port.buffers
-        self._protocol: Protocol = protocol
         self._server = server
         self._high_water, self._low_water = water_marks(None, None)
         self._writing_paused = False
         self._reading = True
-        self._closing = False
-        self._lost = False
         self._eof_pending = False
         self._eof_written = False
         self._eof_received = False
@@ -183,21 +194,13 @@ class UringTcpTransport(FlowControl):
         # Bound once: the write path hands these to the loop and the port on every send.
         self._flush_callback = self._flush
         self._sent_callback = self._sent
-        self._extra: dict[str, Any] = {"socket": sock, "transport": "tcp-uring",
-                                       "backend": loop.backend}
-        try:
-            self._extra["peername"] = sock.getpeername()
-        except OSError:
-            self._extra["peername"] = None
-        self._extra["sockname"] = sock.getsockname()
         self._arm_recv()
         if server is not None:
             server._attach(self)
         try:
             protocol.connection_made(self)
         except Exception as exc:
-            self._report_protocol_error(exc, "connection_made")
-            self._force_close(exc)
+            self._protocol_failed(exc, "connection_made")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -211,23 +214,23 @@ class UringTcpTransport(FlowControl):
             self._recv = None
         if res > 0:
             data = self._buffers.take(flags >> IORING_CQE_BUFFER_SHIFT, res)
-            if self._lost or self._closing:
-                return
+            if self._closing:
+                return  # close() stopped reading; the buffer went back all the same
             if self._reading and not self._held:
                 self._deliver(data)
             else:
                 self._held.append(data)
-            if ended and self._reading and not self._closing and not self._lost:
+            if ended and self._reading and not self._closing:
                 self._arm_recv()
         elif res == 0:
-            if not self._lost and not self._closing:
+            if not self._closing:
                 self._held.append(_EOF)
                 if self._reading:
                     self._deliver_held()
         elif res in (-errno.ENOBUFS, -errno.ECANCELED):
             # Every buffer was in use (they came back since), or pause_reading cancelled
             # the RECV and reading resumed before it ended: ask again.
-            if self._reading and not self._closing and not self._lost and self._recv is None:
+            if self._reading and not self._closing and self._recv is None:
                 self._arm_recv()
         elif not self._lost:
             self._fatal_error(_os_error(-res))
@@ -236,13 +239,12 @@ class UringTcpTransport(FlowControl):
         try:
             self._protocol.data_received(data)
         except Exception as exc:
-            self._report_protocol_error(exc, "data_received")
-            self._force_close(exc)
+            self._protocol_failed(exc, "data_received")
 
     def _deliver_held(self) -> None:
         self._delivery_scheduled = False
         held = self._held
-        while held and self._reading and not self._closing and not self._lost:
+        while held and self._reading and not self._closing:
             data = held.pop(0)
             if not data:  # _EOF
                 self._read_eof()
@@ -255,11 +257,10 @@ class UringTcpTransport(FlowControl):
         try:
             keep_open = self._protocol.eof_received()
         except Exception as exc:
-            self._report_protocol_error(exc, "eof_received")
-            self._force_close(exc)
+            self._protocol_failed(exc, "eof_received")
             return
         if not keep_open or self._eof_written:
-            self.close()
+            self.close()  # nothing more can flow either way: release the socket
 
     def pause_reading(self) -> None:
         if self._reading and not self._closing:
@@ -268,7 +269,7 @@ class UringTcpTransport(FlowControl):
                 self._port.cancel(self._recv)
 
     def resume_reading(self) -> None:
-        if self._reading or self._closing or self._lost or self._eof_received:
+        if self._reading or self._closing or self._eof_received:
             return
         self._reading = True
         if self._held and not self._delivery_scheduled:
@@ -333,16 +334,15 @@ class UringTcpTransport(FlowControl):
             return
         if self._queued:
             self._flush()
-        else:
-            if self._writing_paused:
-                self._maybe_resume()
-                if self._queued:
-                    return  # resume_writing wrote more
-            if self._closing:
-                self._lost = True
-                self._loop.call_soon(self._call_connection_lost, None)
-            elif self._eof_pending:
-                self._shutdown_write()
+            return
+        if self._writing_paused:
+            self._maybe_resume()
+            if self._queued:
+                return  # resume_writing wrote more
+        if self._closing:
+            self._lose(None)
+        elif self._eof_pending:
+            self._shutdown_write()
 
     def _write_refused(self) -> None:
         if self._eof_pending or self._eof_written:
@@ -369,7 +369,7 @@ class UringTcpTransport(FlowControl):
             self._fatal_error(exc)
             return
         if self._eof_received:
-            self.close()
+            self.close()  # both directions are finished: release the socket
 
     def can_write_eof(self) -> bool:
         return True
@@ -379,9 +379,6 @@ class UringTcpTransport(FlowControl):
 
     # -- closing -------------------------------------------------------------------------
 
-    def is_closing(self) -> bool:
-        return self._closing or self._lost
-
     def close(self) -> None:
         if self._closing or self._lost:
             return
@@ -389,8 +386,7 @@ class UringTcpTransport(FlowControl):
         self._write_blocked = True
         self._stop_reading()
         if self._in_flight is None and not self._queued:
-            self._lost = True
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._lose(None)
         elif self._in_flight is None and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_before_poll(self._flush_callback)
@@ -401,64 +397,46 @@ class UringTcpTransport(FlowControl):
         if self._recv is not None:
             self._port.cancel(self._recv)
 
-    def abort(self) -> None:
-        self._force_close(None)
-
     def _fatal_error(self, exc: Exception) -> None:
+        if isinstance(exc, BrokenPipeError):
+            # As tcp.py: EPIPE and ECONNRESET both mean the peer reset the connection.
+            exc = ConnectionResetError(exc.errno, f"connection reset by peer ({exc})")
         if isinstance(exc, _QUIET_ERRORS):
             log.debug("%s: %s", self._extra["peername"], exc)
         else:
             log.warning("connection %s failed: %r", self._extra["peername"], exc)
-        self._force_close(exc)
+        self._drop(exc)
 
-    def _force_close(self, exc: Exception | None) -> None:
+    def _abort(self, exc: Exception | None) -> None:
+        """abort(), or a protocol callback raised: the peer gets a reset (RST)."""
         if self._lost:
             return
-        self._closing = True
-        self._lost = True
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass  # already broken: the close is all there is to do
+        self._drop(exc)
+
+    def _drop(self, exc: Exception | None) -> None:
+        """Stop all I/O now (cancel what is in flight) and drop what is queued."""
+        if self._lost:
+            return
         self._write_blocked = True
+        self._closing = True
         self._stop_reading()
         self._queued.clear()
         self._queued_size = 0
         if self._in_flight is not None:
             self._port.cancel(self._in_flight)
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._lose(exc)
 
-    def _call_connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        if self._sock.fileno() == -1:
-            return  # already done
-        try:
-            self._protocol.connection_lost(exc)
-        except Exception as error:
-            self._report_protocol_error(error, "connection_lost")
-        finally:
-            self._port.submit_now()  # the kernel takes its own references first
-            self._sock.close()
-            if self._server is not None:
-                self._server._detach(self)
-                self._server = None
-
-    def _report_protocol_error(self, exc: Exception, what: str) -> None:
-        self._loop.call_exception_handler({
-            "message": f"{type(self._protocol).__name__}.{what} raised; closing connection "
-                       f"from {self._extra.get('peername')}",
-            "exception": exc, "transport": self, "protocol": self._protocol})
-
-    # -- info ----------------------------------------------------------------------------
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._extra.get(name, default)
-
-    def get_protocol(self) -> Protocol:
-        return self._protocol
-
-    def set_protocol(self, protocol: Protocol) -> None:
-        self._protocol = protocol
-
-    def __repr__(self) -> str:
-        state = "closed" if self._lost else "closing" if self._closing else "open"
-        return f"<UringTcpTransport {self._extra.get('peername')} {state}>"
+    def _release(self) -> None:
+        if not self._loop.is_closed():
+            self._port.submit_now()  # the kernel takes its references before the close
+        self._sock.close()
+        if self._server is not None:
+            self._server._detach(self)
+            self._server = None
 
 
 class UringTcpServer:
