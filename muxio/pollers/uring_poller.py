@@ -13,8 +13,15 @@ fd, what the kernel has armed with what is wanted, writing the fewest SQEs that 
     registered and unregistered   nothing: the kernel never hears of it
 
 and hands every SQE to the kernel in the same `io_uring_enter` that waits for events
-(see uring_ring.py). A loop iteration therefore costs one system call whatever it
-changed, where epoll costs one epoll_ctl per change plus the epoll_wait.
+(see uring_ring.py). A loop iteration therefore costs at most one system call whatever
+it changed, where epoll costs one epoll_ctl per change plus the epoll_wait; and none when
+the CQEs are already there (completion work runs on our way out of any system call, such
+as the last recv), which under load is most polls.
+
+The same ring carries completion-mode TCP (muxio/transports/uring_tcp.py): requests
+whose user_data has the `COMPLETION` bit are not polls; their CQEs are kept for
+`take_completions`, and the ring's own fd, which that transport registers as a reader,
+is reported READ while some wait.
 
 user_data is `(generation << 32) | fd`; `_armed[fd]` holds the current one. A CQE whose
 user_data is not current belongs to a poll we already removed or replaced, and is
