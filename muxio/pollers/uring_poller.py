@@ -7,7 +7,8 @@ class keeps `{fd: events}`) and mark the fd dirty. `poll` then reconciles, for e
 fd, what the kernel has armed with what is wanted, writing the fewest SQEs that do it:
 
     registered, nothing armed     POLL_ADD (multishot) with a fresh user_data
-    modified, armed               POLL_UPDATE of the mask (the kernel re-arms it)
+    modified, armed, same file    POLL_UPDATE of the mask (the kernel re-arms it)
+    modified, armed, other file   POLL_REMOVE, then POLL_ADD (the number was reused)
     unregistered, armed           POLL_REMOVE of the armed poll
     unregistered and registered   POLL_REMOVE, then POLL_ADD (it may be another file)
     registered and unregistered   nothing: the kernel never hears of it
@@ -43,17 +44,23 @@ Facts about io_uring poll that shape this file:
 - io_uring never re-checks readiness between the wake-up and our reading the CQE, so a
   report can be stale (the data was already read): the contract allows spurious
   readiness, and the transports tolerate EAGAIN.
-- A POLL_ADD holds a reference to the file. A socket closed while registered stays open
-  (no FIN) until it is unregistered or the poller is closed; epoll forgets such a
-  socket by itself. muxio's transports always unregister before closing. A poll armed
-  on an fd that was closed before the SQE reached the kernel fails with EBADF and is
-  forgotten silently, as epoll forgets a closed fd.
+- A POLL_ADD holds a reference to the *file*, not the number. A socket closed while
+  registered stays open (no FIN) until it is unregistered or the poller is closed;
+  epoll forgets such a socket by itself. muxio's transports always unregister before
+  closing. If the number is then reused by a new file, `modify` (the loop's re-arm) must
+  watch the new file: POLL_UPDATE would re-arm the old one, so register and modify note
+  the file's identity (st_dev, st_ino, from the fstat that also refuses closed fds) and
+  a modify that finds another file removes the old poll and adds a new one. Until then,
+  wake-ups of the old file may be reported for the number: spurious readiness, which
+  the contract allows. A poll armed on an fd that was closed before the SQE reached the
+  kernel fails with EBADF and is forgotten silently, as epoll forgets a closed file.
 - A ring is shared memory between one process and the kernel: like an epoll fd, a
   poller must not be used on both sides of a fork(); create loops in the workers.
-- Bad input is refused where epoll refuses it, by the base class: closed fds at
-  register/modify (an fstat, since the SQE is only submitted with the next poll),
-  double registration, unknown fds. The ring fd counts against RLIMIT_NOFILE like an
-  epoll fd: under EMFILE the poller cannot be created, with the same OSError.
+- Bad input is refused where epoll refuses it: closed fds at register/modify (our
+  fstat, since the SQE is only submitted with the next poll: `checks_fd_itself`), and
+  by the base class double registration and unknown fds. The ring fd counts against
+  RLIMIT_NOFILE like an epoll fd: under EMFILE the poller cannot be created, with the
+  same OSError.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
 import select
 import sys
 from collections.abc import Callable
@@ -98,7 +106,7 @@ class UringPoller(Poller):
 
     name = "uring"
     capabilities = Capabilities(edge_triggered=True, constant_time=True, max_fd=None,
-                                reports_hup=True, checks_fd_itself=False)
+                                reports_hup=True, checks_fd_itself=True)
 
     def __init__(self, sq_entries: int = 1024, cq_entries: int = 16384) -> None:
         super().__init__()
@@ -106,6 +114,8 @@ class UringPoller(Poller):
         self._armed: dict[int, int] = {}
         """fd -> user_data of the poll the kernel has armed for it."""
         self._dirty: set[int] = set()
+        self._files: dict[int, tuple[int, int]] = {}
+        """fd -> (st_dev, st_ino) of the file it named at register/modify."""
         self._replaced: set[int] = set()
         """fds unregistered since the last poll: their armed poll (if any) watches a file
         that may no longer be theirs, so it is removed even if re-registered alike."""
@@ -116,12 +126,18 @@ class UringPoller(Poller):
     # -- the base's hooks: write down, reconcile at poll time --------------------------
 
     def _os_register(self, fd: int, events: int) -> None:
+        self._files[fd] = _file_identity(fd)  # OSError(EBADF) if closed: BadFdError
         self._dirty.add(fd)
 
     def _os_modify(self, fd: int, events: int, old_events: int) -> None:
+        identity = _file_identity(fd)
+        if identity != self._files.get(fd):
+            self._replaced.add(fd)  # the number names another file now: re-add
+            self._files[fd] = identity
         self._dirty.add(fd)
 
     def _os_unregister(self, fd: int, old_events: int) -> None:
+        self._files.pop(fd, None)
         self._dirty.add(fd)
         self._replaced.add(fd)
 
@@ -249,6 +265,7 @@ class UringPoller(Poller):
                 log.exception("uring close callback %r failed", callback)
         self._on_close.clear()
         self._completed.clear()
+        self._files.clear()
         self._armed.clear()
         self._dirty.clear()
         self._replaced.clear()
@@ -273,6 +290,11 @@ class UringPoller(Poller):
     @property
     def ring(self) -> Ring:
         return self._ring
+
+
+def _file_identity(fd: int) -> tuple[int, int]:
+    stat = os.fstat(fd)
+    return stat.st_dev, stat.st_ino
 
 
 def _kernel_refusal(exc: OSError) -> str | None:

@@ -335,3 +335,30 @@ def test_blocking_poll_lets_other_threads_run() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+@needs_uring
+@pytest.mark.parametrize("name", ["epoll", "uring"])
+def test_modify_after_the_number_is_reused_watches_the_new_file(name: str) -> None:
+    """The loop's re-arm: an fd closed behind our back, its number given to a new file,
+    then modify with the same events must watch the new file (the old one stays silent:
+    its peer is still open, so nothing but the new file can wake the poller)."""
+    old_left, old_right = socket.socketpair()
+    new_left, new_right = socket.socketpair()
+    try:
+        with default_registry().create(name) as poller:
+            fd = old_left.fileno()
+            poller.register(fd, READ)
+            assert poller.poll(0) == []
+            os.dup2(new_left.fileno(), fd)  # closes the old file's number, reuses it
+            poller.modify(fd, READ)
+            new_right.send(b"x")
+            assert dict(poller.poll(5)).get(fd, 0) & READ
+            poller.unregister(fd)
+            assert poller.poll(0) == []
+            assert _kernel_polls(poller) == 0
+    finally:
+        os.close(fd)
+        old_left.detach()
+        for sock in (old_right, new_left, new_right):
+            sock.close()
