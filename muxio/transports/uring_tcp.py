@@ -8,7 +8,7 @@ arrival comes back as a CQE that already holds the bytes. Writes of one loop ite
 are joined and handed over as one SEND request (MSG_WAITALL: the kernel finishes a
 stream send itself); a listener asks once for a multishot ACCEPT. None of these is a
 system call of its own: the poller submits every SQE of the iteration with the wait
-(one io_uring_enter), and the CQEs come back through it (`CompletionPort`).
+(one io_uring_enter), and the CQEs come back through it (uring_port.py).
 
 The Transport API, flow control and lifecycle are TcpTransport's:
 - Reads: `data_received` per CQE, bytes copied out of the buffer ring, whose buffer goes
@@ -38,28 +38,21 @@ import logging
 import os
 import socket
 import struct
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from muxio.futures import Future
 from muxio.loop import Loop, TimerHandle
-from muxio.pollers.uring_buffers import BufferRing, bytes_address
-from muxio.pollers.uring_poller import COMPLETION, UringPoller
+from muxio.pollers.uring_buffers import bytes_address
 from muxio.pollers.uring_ring import IORING_CQE_BUFFER_SHIFT, IORING_CQE_F_MORE
 from muxio.protocols import Protocol, ProtocolFactory
 from muxio.transports import tcp
 from muxio.transports.flow import water_marks
 from muxio.transports.lifecycle import TransportLifecycle
+from muxio.transports.uring_port import BUFFER_GROUP, CompletionPort, completion_port
 
 log = logging.getLogger("muxio.uring_tcp")
 
-BUFFERS = 256
-BUFFER_SIZE = 16 * 1024
-"""The buffer ring: 256 x 16 KiB = 4 MiB per loop, shared by all its connections."""
-_BUFFER_GROUP = 0
-_IGNORED = COMPLETION
-"""user_data of cancel requests: only a failure posts a CQE, and nobody waits for it."""
 _SEND_FLAGS = socket.MSG_NOSIGNAL | socket.MSG_WAITALL
 _ACCEPT_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -67,83 +60,6 @@ _QUIET_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 """SO_LINGER on with a zero timeout: close() sends RST and drops unsent data."""
 _EOF = b""
-
-Handler = Callable[[int, int], None]
-
-
-class CompletionPort:
-    """One per loop: hands out user_data for requests and routes their CQEs back."""
-
-    def __init__(self, loop: Loop, poller: UringPoller) -> None:
-        self.loop = loop
-        self.ring = poller.ring
-        self._poller = poller
-        self.buffers = BufferRing(poller.ring, _BUFFER_GROUP, BUFFERS, BUFFER_SIZE)
-        self._handlers: dict[int, Handler] = {}
-        self._serial = 0
-        self._gives_fd: set[int] = set()
-        """Requests whose result is a new fd (ACCEPT): closed if still unseen at the end."""
-        loop.add_reader(poller.fileno(), self._dispatch)
-        poller.call_on_close(self._close)
-
-    def token(self, handler: Handler, *, gives_fd: bool = False) -> int:
-        self._serial = (self._serial + 1) & 0xFFFFFFFFFFFF
-        user_data = COMPLETION | self._serial
-        self._handlers[user_data] = handler
-        if gives_fd:
-            self._gives_fd.add(user_data)
-        return user_data
-
-    def cancel(self, user_data: int) -> None:
-        self.ring.prep_cancel(user_data, _IGNORED)
-
-    def submit_now(self) -> None:
-        """Hand the SQEs written so far to the kernel (before closing an fd they name)."""
-        if self.ring.pending:
-            self.ring.enter(0)
-
-    def _dispatch(self) -> None:
-        handlers = self._handlers
-        for user_data, res, flags in self._poller.take_completions():
-            handler = handlers.get(user_data)
-            if handler is None:
-                continue
-            if not flags & IORING_CQE_F_MORE:
-                del handlers[user_data]
-                self._gives_fd.discard(user_data)
-            try:
-                handler(res, flags)
-            except Exception as exc:
-                self.loop.call_exception_handler({
-                    "message": f"exception in io_uring completion {handler!r}",
-                    "exception": exc})
-
-    def _close(self) -> None:
-        """The loop is closing: fds the kernel accepted for us that nobody saw yet would
-        leak, so they are closed; everything else in flight ends with the ring."""
-        self.ring.enter(0)  # run pending completion work, bring overflowed CQEs in
-        for user_data, res, _flags in self._poller.take_completions() + self.ring.completions():
-            if user_data in self._gives_fd and res >= 0:
-                os.close(res)
-        self._gives_fd.clear()
-        self._handlers.clear()
-        self.buffers.close()
-        _PORTS.pop(self._poller, None)
-
-
-_PORTS: weakref.WeakKeyDictionary[UringPoller, CompletionPort] = weakref.WeakKeyDictionary()
-
-
-def completion_port(loop: Loop) -> CompletionPort | None:
-    """The loop's port, created on first use; None if its backend is not io_uring."""
-    poller = loop.poller
-    if not isinstance(poller, UringPoller) or not getattr(poller, "completion_io", False):
-        return None
-    port = _PORTS.get(poller)
-    if port is None:
-        port = _PORTS[poller] = CompletionPort(loop, poller)
-    return port
-
 
 class UringTcpTransport(TransportLifecycle):
     """The Transport a stream Protocol gets for one TCP connection, in completion mode."""
@@ -206,7 +122,7 @@ class UringTcpTransport(TransportLifecycle):
 
     def _arm_recv(self) -> None:
         self._recv = self._port.token(self._received)
-        self._port.ring.prep_recv_multishot(self._fd, _BUFFER_GROUP, self._recv)
+        self._port.ring.prep_recv_multishot(self._fd, BUFFER_GROUP, self._recv)
 
     def _received(self, res: int, flags: int) -> None:
         ended = not flags & IORING_CQE_F_MORE

@@ -22,7 +22,7 @@ from muxio.testing.conformance import (
     StreamTransportConformance,
 )
 from muxio.testing.stress import make_scenario, run_scenario
-from muxio.transports import tcp, uring_tcp
+from muxio.transports import tcp, uring_port, uring_tcp
 
 REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None and os.environ.get("CI") != "true",
@@ -202,8 +202,8 @@ def test_completion_mode_matches_the_stress_model(seed: int, buffers: tuple[int,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The cross-backend differential stress scenarios, over completion-mode TCP. With 8
     buffers of 512 bytes the multishot RECV runs dry all the time (-ENOBUFS, re-armed)."""
-    monkeypatch.setattr(uring_tcp, "BUFFERS", buffers[0])
-    monkeypatch.setattr(uring_tcp, "BUFFER_SIZE", buffers[1])
+    monkeypatch.setattr(uring_port, "BUFFERS", buffers[0])
+    monkeypatch.setattr(uring_port, "BUFFER_SIZE", buffers[1])
     scenario = make_scenario(seed, max_bytes=200_000)
     with Loop("uring") as loop:
         result = run_scenario(scenario, loop=loop, serve=uring_tcp.serve,
