@@ -49,7 +49,7 @@ from muxio.loop import Loop, TimerHandle
 from muxio.pollers.base import HUP
 from muxio.protocols import Protocol, ProtocolFactory
 from muxio.transports.flow import water_marks
-from muxio.transports.lifecycle import TransportLifecycle
+from muxio.transports.lifecycle import TransportLifecycle, release_socket
 
 log = logging.getLogger("muxio.tcp")
 
@@ -377,10 +377,7 @@ class TcpTransport(TransportLifecycle):
         self._lose(exc)
 
     def _release(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
-        self._sock.close()
+        release_socket(self._loop, self._fd, self._sock)
         if self._server is not None:
             self._server._detach(self)
             self._server = None
