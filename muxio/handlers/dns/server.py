@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from muxio.handlers.dns.answer import DEFAULT_MAX_UDP_PAYLOAD, Responder
+from muxio.handlers.dns.answer import CACHE, DEFAULT_MAX_UDP_PAYLOAD, ERROR, Responder
 from muxio.handlers.dns.zones import ZoneSet
 from muxio.protocols import (
     Address,
@@ -56,8 +56,17 @@ class DnsServerStatistics:
     a dict lookup and a send)."""
 
     built: int
-    """Queries that missed the raw-bytes cache (parsed; rendered unless the Responder's
-    cache had the response)."""
+    """Queries that missed the raw-bytes cache and got an answer: `compiled` plus
+    `fallback`."""
+    compiled: int
+    """Answered by the compiled path (compiled.py)."""
+    fallback: int
+    """Answered by dnspython; why, in `fallbacks`."""
+    fallbacks: dict[str, int]
+    """Queries the compiled path handed to dnspython, by reason ("wire": the minimal
+    parser did not vouch for the message, FORMERR included; "mentioned", "too-big")."""
+    templates: int
+    """Rendered answer templates held by the compiled path."""
     formerr: int
     """Malformed queries answered with FORMERR or NOTIMP."""
     ignored: int
@@ -67,7 +76,7 @@ class DnsServerStatistics:
     tcp_connections: int
     reloads: int
     cached: int
-    """Entries in the caches now (raw query bytes, and rendered responses)."""
+    """Entries in the caches now (raw query bytes, and dnspython-rendered responses)."""
 
 
 class DnsServer:
@@ -115,18 +124,18 @@ class DnsServer:
         cached = cache.get(key)
         if cached is not None:
             return wire[:2] + cached
-        response, cacheable = self._responder.respond(wire, tcp=tcp)
+        response, outcome = self._responder.respond(wire, tcp=tcp)
         if response is None:
             self.ignored += 1
             return None
-        if cacheable:
-            self.built += 1
-            if self.cache_size:
-                if len(cache) >= self.cache_size:
-                    del cache[next(iter(cache))]
-                cache[key] = response[2:]
-        else:
+        if outcome == ERROR:
             self.formerr += 1
+            return response
+        self.built += 1
+        if outcome == CACHE and self.cache_size:
+            if len(cache) >= self.cache_size:
+                del cache[next(iter(cache))]
+            cache[key] = response[2:]
         return response
 
     def datagram_protocol(self) -> DnsDatagramProtocol:
@@ -138,10 +147,14 @@ class DnsServer:
         return DnsStreamProtocol(self)
 
     def statistics(self) -> DnsServerStatistics:
+        responder = self._responder
         return DnsServerStatistics(
-            built=self.built, formerr=self.formerr, ignored=self.ignored, dropped=self.dropped,
-            tcp_connections=self.tcp_connections, reloads=self.reloads,
-            cached=len(self.udp_cache) + len(self.tcp_cache) + len(self._responder.rendered))
+            built=self.built, compiled=responder.compiled.answered,
+            fallback=responder.fallback_answers, fallbacks=dict(responder.compiled.fallbacks),
+            templates=len(responder.compiled.templates), formerr=self.formerr,
+            ignored=self.ignored, dropped=self.dropped, tcp_connections=self.tcp_connections,
+            reloads=self.reloads,
+            cached=len(self.udp_cache) + len(self.tcp_cache) + len(responder.rendered))
 
     def __repr__(self) -> str:
         return f"<DnsServer {self.zones!r}>"
