@@ -12,6 +12,8 @@ so the two cannot disagree on what an answer holds, only on how fast it is built
 - the name has a CNAME: the CNAME, then the lookup goes on at its target, in any of our
   zones (loops and chains longer than `MAX_CNAME_CHAIN` stop);
 - the name exists without the type, or is an empty non-terminal: NODATA;
+- a DS query for the apex of a zone whose parent zone we serve too: answered from the
+  parent (RFC 4035 3.1.4.1);
 - the name does not exist: a wildcard `*.<closest encloser>` synthesises it, else
   NXDOMAIN. NODATA and NXDOMAIN carry the SOA in the authority section with the negative
   TTL min(SOA TTL, SOA MINIMUM).
@@ -45,6 +47,7 @@ _AAAA = dns.rdatatype.AAAA
 _CNAME = dns.rdatatype.CNAME
 _NS = dns.rdatatype.NS
 _ANY = dns.rdatatype.ANY
+_DS = dns.rdatatype.DS
 _TARGET_TYPES = frozenset({dns.rdatatype.NS, dns.rdatatype.MX, dns.rdatatype.SRV})
 _NO_AUTHORITY_NS = frozenset({dns.rdatatype.ANY, dns.rdatatype.DS, dns.rdatatype.DNSKEY})
 """Query types answered without the apex NS in the authority section (nsd: their answers
@@ -149,6 +152,10 @@ def lookup(zones: ZoneSet, qname: dns.name.Name, qtype: int) -> Resolution:
     first = True
     while True:
         zone = zones.find(name)
+        if qtype == _DS and zone is not None and name == zone.origin and len(name) > 1:
+            # The DS set of a zone lives in its parent: answer from the parent when we
+            # serve it too (RFC 4035 3.1.4.1, as nsd does).
+            zone = zones.find(name.parent()) or zone
         if zone is None:
             if first:
                 return Resolution(dns.rcode.REFUSED, False)
