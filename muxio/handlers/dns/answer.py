@@ -66,6 +66,8 @@ _HEADER = struct.Struct("!HHHHHH")
 _QR = 0x8000
 _OPCODE_MASK = 0x7800
 _RD = 0x0100
+_QR_BYTE = _QR >> 8
+_OPCODE_BYTE = _OPCODE_MASK >> 8
 _TC = 0x0200
 _TRANSFER_TYPES = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
 CACHE = 2
@@ -121,10 +123,10 @@ class Responder:
         """(response bytes or None for silence, outcome: CACHE, ANSWER or ERROR)."""
         if len(wire) < 12:
             return None, ERROR
-        flags = (wire[2] << 8) | wire[3]
-        if flags & _QR:
+        flags = wire[2]
+        if flags & _QR_BYTE:
             return None, ERROR
-        if flags & _OPCODE_MASK:
+        if flags & _OPCODE_BYTE:
             return header_only(wire, dns.rcode.NOTIMP), ERROR
         parsed = parse_query(wire)
         if parsed is not None:

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections import deque
 from typing import Any
 
 import dns.exception
@@ -64,13 +65,13 @@ import dns.rdatatype
 import dns.renderer
 
 from muxio.handlers.dns.lookup import RELEVANT_TYPES, lookup
-from muxio.handlers.dns.wire import QUESTION_START
+from muxio.handlers.dns.wire import QUESTION_START, check_name
 from muxio.handlers.dns.zones import ZoneSet
 
 log = logging.getLogger("muxio.dns")
 
 DEFAULT_MAX_TEMPLATES = 100_000
-OTHER_TYPE = -1
+OTHER_TYPE = 0x10000
 """Template key for every query type that no zone holds and `lookup` does not treat
 specially: all such types get the same sections."""
 REFUSED = 5
@@ -111,21 +112,33 @@ def head_bytes(flags: int, rcode: int, an: int, ns: int, ar: int) -> tuple[bytes
 _REFUSED_TEMPLATE = Template(_QR, REFUSED, b"", ())
 
 
+class Entry:
+    """A name of the table: its templates, keyed by (query type key << 8) | length of the
+    labels above it (0 for the name itself)."""
+
+    __slots__ = ("exists", "templates")
+
+    def __init__(self, exists: bool) -> None:
+        self.exists = exists
+        """False: a name that zone data mentions but that does not exist."""
+        self.templates: dict[int, Template] = {}
+
+
 class CompiledZones:
     """A zone set indexed for the compiled answer path (see the module docstring)."""
 
-    __slots__ = ("zones", "names", "relevant_types", "templates", "max_templates",
-                 "answered", "fallbacks")
+    __slots__ = ("zones", "names", "relevant_types", "max_templates", "_order", "answered",
+                 "fallbacks")
 
     def __init__(self, zones: ZoneSet, max_templates: int = DEFAULT_MAX_TEMPLATES) -> None:
         self.zones = zones
         self.max_templates = max_templates
-        names: dict[bytes, bool] = {}
+        names: dict[bytes, Entry] = {}
         relevant: set[int] = set(RELEVANT_TYPES)
         for zone in zones.values():
             for name in zone.names:
                 if zones.find(name) is zone:  # not shadowed by a child zone we also serve
-                    names[_key(name)] = True
+                    names[_key(name)] = Entry(True)
             for by_type in zone.rrsets.values():
                 relevant.update(by_type)
         for zone in zones.values():
@@ -134,13 +147,19 @@ class CompiledZones:
                     for rdata in rrset:
                         for mentioned in _names_in(rdata):
                             if zones.find(mentioned) is not None:
-                                names.setdefault(_key(mentioned), False)
+                                names.setdefault(_key(mentioned), Entry(False))
         self.names = names
-        """Lowercase wire name -> True if it exists, False if only mentioned in RDATA."""
+        """Lowercase wire name -> its Entry (existing, or only mentioned in RDATA)."""
         self.relevant_types = frozenset(relevant)
-        self.templates: dict[tuple[bytes, int, int], Template] = {}
+        self._order: deque[tuple[Entry, int]] = deque()
+        """Every template held, oldest first (the first to go past `max_templates`)."""
         self.answered = 0
         self.fallbacks: dict[str, int] = {"wire": 0, "mentioned": 0, "too-big": 0}
+
+    @property
+    def templates(self) -> int:
+        """Templates held now."""
+        return len(self._order)
 
     def answer(self, wire: bytes, parsed: tuple[int, int, int, int, int], limit: int,
                opt: bytes) -> tuple[bytes | None, bool]:
@@ -153,40 +172,53 @@ class CompiledZones:
         name_end, qtype, qclass, _, _ = parsed
         above = 0
         if qclass != _IN or qtype in _TRANSFER_TYPES:
+            if not check_name(wire, name_end):
+                self.fallbacks["wire"] += 1
+                return None, False
             template = _REFUSED_TEMPLATE
         else:
             key = wire[QUESTION_START:name_end].lower()
-            found = self.names.get(key)
-            if found is None:
+            names = self.names
+            entry = names.get(key)
+            if entry is None:
+                # Walk up the labels to the closest encloser, checking each label on the
+                # way (a name found in the table is well formed; `parse_query` did not
+                # check the labels of this one).
+                last = len(key) - 1
                 while True:
                     length = key[above]
-                    if length == 0:
-                        break  # the root, and no zone of ours on the way
+                    if not length or length > 63:
+                        if above == last:
+                            break  # the root, and no zone of ours on the way
+                        self.fallbacks["wire"] += 1
+                        return None, False  # malformed: for dnspython to judge
                     above += length + 1
-                    found = self.names.get(key[above:])
-                    if found is not None:
+                    if above > last:
+                        self.fallbacks["wire"] += 1
+                        return None, False
+                    entry = names.get(key[above:])
+                    if entry is not None:
                         break
-            if found is None:
+            if entry is None:
                 template = _REFUSED_TEMPLATE
-            elif not found:
+            elif not entry.exists:
                 self.fallbacks["mentioned"] += 1
                 return None, False
             else:
-                qtype_key = qtype if qtype in self.relevant_types else OTHER_TYPE
-                template_key = (key[above:], qtype_key, above)
-                cached = self.templates.get(template_key)
+                template_key = ((qtype if qtype in self.relevant_types else OTHER_TYPE) << 8) \
+                    | above
+                cached = entry.templates.get(template_key)
                 if cached is None:
-                    cached = self._build(wire, name_end, qtype, template_key)
+                    cached = self._build(wire, name_end, qtype, entry, template_key)
                     if cached is None:
                         return None, False
                 template = cached
         question_end = name_end + 4
         body = template.body
-        with_opt = 2 if opt else 0
         if question_end + len(body) + len(opt) > limit:
             return self._truncated(wire, question_end, template, limit, opt), not above
         self.answered += 1
-        return b"".join((wire[:2], template.heads[(wire[2] & _RD) | with_opt],
+        return b"".join((wire[:2], template.heads[(wire[2] & _RD) | (2 if opt else 0)],
                          wire[QUESTION_START:question_end], body, opt)), not above
 
     def _truncated(self, wire: bytes, question_end: int, template: Template, limit: int,
@@ -211,8 +243,8 @@ class CompiledZones:
         return b"".join((wire[:2], head, wire[QUESTION_START:question_end],
                          template.body[:kept_end], opt))
 
-    def _build(self, wire: bytes, name_end: int, qtype: int,
-               template_key: tuple[bytes, int, int]) -> Template | None:
+    def _build(self, wire: bytes, name_end: int, qtype: int, entry: Entry,
+               template_key: int) -> Template | None:
         """Render the sections for this query with dnspython, and keep them for every
         query with the same key."""
         qname, _ = dns.name.from_wire(wire[:name_end], QUESTION_START)
@@ -233,14 +265,16 @@ class CompiledZones:
         flags = _QR | (_AA if result.authoritative else 0)
         template = Template(flags, int(result.rcode), renderer.output.getvalue()[start:],
                             tuple(boundaries))
-        templates = self.templates
-        if len(templates) >= self.max_templates:
-            del templates[next(iter(templates))]
-        templates[template_key] = template
+        order = self._order
+        if len(order) >= self.max_templates:
+            oldest, oldest_key = order.popleft()
+            del oldest.templates[oldest_key]
+        entry.templates[template_key] = template
+        order.append((entry, template_key))
         return template
 
     def statistics(self) -> dict[str, int]:
-        return {"compiled": self.answered, "templates": len(self.templates),
+        return {"compiled": self.answered, "templates": self.templates,
                 **{f"fallback {reason}": count for reason, count in self.fallbacks.items()}}
 
 

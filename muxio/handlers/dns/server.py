@@ -190,6 +190,11 @@ class DnsServer:
         cached = cache.get(key)
         if cached is not None:
             return wire[:2] + cached
+        return self.build(wire, key, cache, tcp)
+
+    def build(self, wire: bytes, key: bytes, cache: dict[bytes, bytes],
+              tcp: bool) -> bytes | None:
+        """`answer` for a query that missed `cache` (`key` is its bytes after the ID)."""
         response, outcome = self._responder.respond(wire, tcp=tcp)
         if response is None:
             self.ignored += 1
@@ -217,7 +222,7 @@ class DnsServer:
         return DnsServerStatistics(
             built=self.built, compiled=responder.compiled.answered,
             fallback=responder.fallback_answers, fallbacks=dict(responder.compiled.fallbacks),
-            templates=len(responder.compiled.templates), formerr=self.formerr,
+            templates=responder.compiled.templates, formerr=self.formerr,
             ignored=self.ignored, dropped=self.dropped, tcp_connections=self.tcp_connections,
             tcp_open=len(self._streams), tcp_evicted=self.tcp_evicted,
             tcp_timeouts=self.tcp_timeouts, reloads=self.reloads,
@@ -235,11 +240,13 @@ class DnsDatagramProtocol(DatagramProtocol):
     asks again, and memory stays bounded whatever the query rate.
     """
 
-    __slots__ = ("_server", "_cache_get", "_sendto", "_transport")
+    __slots__ = ("_server", "_cache", "_cache_get", "_build", "_sendto", "_transport")
 
     def __init__(self, server: DnsServer) -> None:
         self._server = server
+        self._cache = server.udp_cache
         self._cache_get = server.udp_cache.get
+        self._build = server.build
         self._sendto: Callable[[bytes, Address], None] = self._drop
         self._transport: DatagramTransport | None = None
 
@@ -249,11 +256,12 @@ class DnsDatagramProtocol(DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         # The hot path: a cached response with the query's ID patched in.
-        cached = self._cache_get(data[2:])
+        key = data[2:]
+        cached = self._cache_get(key)
         if cached is not None:
             self._sendto(data[:2] + cached, addr)
             return
-        response = self._server.answer(data, tcp=False)
+        response = self._build(data, key, self._cache, False)
         if response is not None:
             self._sendto(response, addr)
 

@@ -63,14 +63,57 @@ def _options_ok(wire: bytes, start: int, end: int) -> bool:
 def parse_query(wire: bytes) -> tuple[int, int, int, int, int] | None:
     """(end of the question name, qtype, qclass, EDNS payload or -1 without EDNS, DO bit
     as 0 or 0x80), or None: not a query this parser vouches for (see the module
-    docstring). `wire` is at least 12 bytes long."""
+    docstring). `wire` is at least 12 bytes long.
+
+    Without EDNS options, the question's end is found from the end of the message (the
+    fixed-size qtype, qclass and OPT record), and the name's labels are NOT checked here:
+    the caller must check them with `check_name` unless the name is one it knows to be
+    well formed (a name equal to a well-formed name is well formed: lowercasing, the only
+    change a lookup makes, never touches a length byte). That spares the label walk on
+    the common path. With options, the labels are walked to find where the OPT starts."""
     counts = wire[4:12]
+    end = len(wire)
     if counts == _ONE_QUESTION:
-        with_opt = False
+        name_end = end - 4
+        payload = -1
+        dnssec_ok = 0
     elif counts == _ONE_QUESTION_AND_OPT:
-        with_opt = True
+        opt = end - _OPT_FIXED
+        if opt > QUESTION_START + 4 and not wire[opt] and not wire[opt + 1] \
+                and wire[opt + 2] == _OPT and not wire[opt + 6] and not wire[opt + 9] \
+                and not wire[opt + 10]:
+            # An OPT record without options, EDNS version 0, at the very end.
+            name_end = opt - 4
+            payload = (wire[opt + 3] << 8) | wire[opt + 4]
+            dnssec_ok = wire[opt + 7] & 0x80
+        else:
+            return _parse_with_options(wire)
     else:
         return None
+    if name_end <= QUESTION_START or wire[name_end - 1] \
+            or name_end - QUESTION_START > _MAX_NAME:
+        return None
+    qtype = (wire[name_end] << 8) | wire[name_end + 1]
+    qclass = (wire[name_end + 2] << 8) | wire[name_end + 3]
+    return name_end, qtype, qclass, payload, dnssec_ok
+
+
+def check_name(wire: bytes, name_end: int) -> bool:
+    """Whether wire[12:name_end] is a name of plain labels (1-63 bytes, no compression
+    pointer) ending with the root label exactly at name_end."""
+    position = QUESTION_START
+    last = name_end - 1
+    while position < last:
+        length = wire[position]
+        if not length or length > 63:
+            return False
+        position += length + 1
+    return position == last
+
+
+def _parse_with_options(wire: bytes) -> tuple[int, int, int, int, int] | None:
+    """`parse_query` for a message whose OPT record carries options (or is odd): walk the
+    labels to find where the question ends."""
     end = len(wire)
     position = QUESTION_START
     while True:
@@ -90,10 +133,6 @@ def parse_query(wire: bytes) -> tuple[int, int, int, int, int] | None:
         return None
     qtype = (wire[name_end] << 8) | wire[name_end + 1]
     qclass = (wire[name_end + 2] << 8) | wire[name_end + 3]
-    if not with_opt:
-        if position != end:
-            return None
-        return name_end, qtype, qclass, -1, 0
     if end < position + _OPT_FIXED or wire[position] != 0 or wire[position + 1] != 0 \
             or wire[position + 2] != _OPT or wire[position + 6] != 0:
         return None  # not an OPT at the root, or EDNS version > 0 (BADVERS)
