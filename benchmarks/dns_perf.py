@@ -36,6 +36,12 @@ same answer and authority records, none truncated): a server that answers fast b
 out the CNAME target or the SOA does not count as fast. nsd runs with response-rate
 limiting off (otherwise it drops most loopback traffic).
 
+`--attack tcp-drip` measures something else (issue 13): `--drippers` TCP connections that
+each send one byte of a query every 8 s and never finish it, while a good client asks one
+TCP query and one UDP query every 0.1 s for `--seconds`. Reported per server: the good
+client's TCP answers (and latency median/p99/max), UDP answers, how many dripping
+connections the server still holds at the end, its RSS and CPU.
+
 This is a measurement, not a test: nothing here asserts a speed.
 """
 
@@ -49,10 +55,12 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -157,8 +165,6 @@ class BenchError(Exception):
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as stream:
         stream.bind(("127.0.0.1", 0))
         port = int(stream.getsockname()[1])
@@ -365,6 +371,147 @@ def table(query_set: str, results: list[TargetRuns]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class AttackResult:
+    name: str
+    tcp_asked: int = 0
+    tcp_answered: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    udp_asked: int = 0
+    udp_answered: int = 0
+    drippers_held: int = 0
+    rss_mb: float = 0.0
+    cpu_seconds: float = 0.0
+    note: str = ""
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants (nsd forks), in MB."""
+    total = 0
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    for current in pids:
+        try:
+            with open(f"/proc/{current}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def drip_attack(server: Server, args: argparse.Namespace) -> AttackResult:
+    """Drippers plus one good client against one server (see the module docstring)."""
+    result = AttackResult(server.name)
+    stop = threading.Event()
+    drippers: list[socket.socket] = []
+    for _ in range(args.drippers):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(("127.0.0.1", server.port))
+        except BlockingIOError:
+            pass
+        drippers.append(sock)
+
+    def drip() -> None:
+        while not stop.is_set():
+            for sock in drippers:
+                try:
+                    sock.send(b"\x00")  # a byte of a length prefix; the rest never comes
+                except OSError:
+                    pass  # closed by the server, or not connected yet
+            stop.wait(8.0)
+
+    dripper_thread = threading.Thread(target=drip, daemon=True)
+    dripper_thread.start()
+    query = dns.message.make_query(ORIGIN, "SOA")
+    cpu = tree_cpu_seconds(server.process.pid)
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        result.tcp_asked += 1
+        try:
+            dns.query.tcp(query, "127.0.0.1", port=server.port, timeout=2.0)
+            result.tcp_answered += 1
+            result.latencies_ms.append((time.monotonic() - started) * 1000)
+        except (dns.exception.DNSException, OSError):
+            pass
+        result.udp_asked += 1
+        try:
+            dns.query.udp(query, "127.0.0.1", port=server.port, timeout=2.0)
+            result.udp_answered += 1
+        except (dns.exception.DNSException, OSError):
+            pass
+        stop.wait(max(0.0, 0.1 - (time.monotonic() - started)))
+    result.cpu_seconds = tree_cpu_seconds(server.process.pid) - cpu
+    result.rss_mb = rss_mb(server.process.pid)
+    stop.set()
+    dripper_thread.join(10)
+    for sock in drippers:
+        try:
+            # Still open on the server's side: a peek finds no EOF and no reset.
+            if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                continue
+        except BlockingIOError:
+            result.drippers_held += 1
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return result
+
+
+def attack_table(results: list[AttackResult], args: argparse.Namespace) -> str:
+    lines = [f"| tcp-drip, {args.drippers} drippers, {args.seconds} s | good TCP answered "
+             f"| latency ms median / p99 / max | good UDP answered | drippers held "
+             f"| server RSS MB | server CPU s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for result in results:
+        if result.note:
+            lines.append(f"| {result.name} | {result.note} | | | | | |")
+            continue
+        latencies = sorted(result.latencies_ms) or [float("nan")]
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        lines.append(f"| {result.name} | {result.tcp_answered}/{result.tcp_asked} | "
+                     f"{statistics.median(latencies):.1f} / {p99:.1f} / {latencies[-1]:.1f} | "
+                     f"{result.udp_answered}/{result.udp_asked} | {result.drippers_held} | "
+                     f"{result.rss_mb:.0f} | {result.cpu_seconds:.2f} |")
+    return "\n".join(lines)
+
+
+def run_attack(args: argparse.Namespace,
+               commands: list[tuple[str, Callable[[int], list[str]]]]) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = args.drippers + 100
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    server_cpus, _ = cpu_sets()
+    results = []
+    for name, argv_for_port in commands:
+        try:
+            server = start(name, argv_for_port, server_cpus)
+        except (BenchError, OSError) as exc:
+            results.append(AttackResult(name, note=str(exc)))
+            continue
+        try:
+            results.append(drip_attack(server, args))
+        finally:
+            server.stop()
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    print(attack_table(results, args))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="dnsperf run per target")
@@ -384,6 +531,10 @@ def main() -> None:
                         help="extra arguments for `muxio serve dns` (e.g. '--cache-size 0')")
     parser.add_argument("--no-twisted", action="store_true", help="leave Twisted Names out")
     parser.add_argument("--json", default=None, help="also write every run here")
+    parser.add_argument("--attack", choices=["tcp-drip"], default=None,
+                        help="instead of dnsperf: a good client's service under an attack")
+    parser.add_argument("--drippers", type=int, default=1100,
+                        help="dripping TCP connections for --attack tcp-drip")
     parser.add_argument("--serve-twisted", nargs=2, metavar=("PORT", "ZONE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -432,6 +583,9 @@ def main() -> None:
             commands.append(("Twisted Names", lambda port: [
                 sys.executable, __file__, "--serve-twisted", str(port), str(zone)]))
 
+        if args.attack:
+            run_attack(args, commands)
+            return
         results = [TargetRuns(name) for name, _ in commands]
         if not shutil.which("nsd"):
             results.insert(0, TargetRuns(REFERENCE, note="not installed: apt-get install nsd"))

@@ -37,8 +37,9 @@ from muxio.handlers.dns import Responder, Zone, ZoneSet, load_zones
 from muxio.handlers.dns.wire import check_name, parse_query
 from tests.dns.helpers import ZONE_FILES
 
-SETTINGS = settings(max_examples=60, deadline=None, database=None,
+SETTINGS = settings(max_examples=40, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ_SETTINGS = settings(SETTINGS, max_examples=400)
 
 ORIGIN = "z.test."
 CHILD = "a.z.test."
@@ -302,7 +303,7 @@ def test_every_truncation_of_valid_queries() -> None:
             assert_same(responder, wire[:end], tcp=False)
 
 
-@SETTINGS
+@FUZZ_SETTINGS
 @given(wire=st.one_of(mutated(), st.binary(max_size=80)), tcp=st.booleans())
 def test_mutated_queries_get_what_dnspython_gives(wire: bytes, tcp: bool) -> None:
     responder = RESPONDER
