@@ -4,15 +4,14 @@ the `DnsServer` they share (zone set, response caches, counters).
 Hot path: a response is a pure function of the query's bytes after the 2-byte ID (and of
 the zone set), so each encoded response is cached under those bytes, per transport (a
 UDP response may be truncated where the TCP one is not). A repeated query costs one dict
-lookup and one concatenation that patches the ID back in (0.4 us here, against ~180 us
-to parse, look up and render with dnspython); `dns.message` runs only on a miss. That key
-covers the qname's spelling (0x20 case), the DO bit and the EDNS payload, so a cached
-response is always byte-identical to a freshly built one. A second level in the
-Responder, keyed by what the response depends on (qname as spelled, qtype, qclass, RD,
-EDNS version, DO, size limit), catches queries that differ in more than the ID, such as
-dig's random EDNS cookie: those are parsed (~50 us) but not rendered again. Each cache
-holds at most `cache_size` entries (the oldest goes first); FORMERR and NOTIMP responses
-are not cached, so random bytes cannot flush them.
+lookup and one concatenation that patches the ID back in. That key covers the qname's
+spelling (0x20 case), the DO bit and the EDNS payload, so a cached response is always
+byte-identical to a freshly built one. On a miss the Responder answers from its compiled
+templates (a few microseconds, compiled.py), or with dnspython for what those do not
+cover. Answers for names that do not exist are not cached here: a flood of random names
+would only push the useful entries out. Each cache holds at most `cache_size` entries
+(the oldest goes first); FORMERR and NOTIMP responses are not cached, so random bytes
+cannot flush them.
 
 Reload: `install(responder)` swaps the zone set in one assignment and empties the caches;
 queries before it are answered from the old zones, queries after from the new, none is
