@@ -530,6 +530,9 @@ def main() -> None:
     parser.add_argument("--muxio-args", default="",
                         help="extra arguments for `muxio serve dns` (e.g. '--cache-size 0')")
     parser.add_argument("--no-twisted", action="store_true", help="leave Twisted Names out")
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="also run `muxio serve dns` from this checkout (e.g. an export "
+                             "of main) as 'baseline BACKEND'")
     parser.add_argument("--json", default=None, help="also write every run here")
     parser.add_argument("--attack", choices=["tcp-drip"], default=None,
                         help="instead of dnsperf: a good client's service under an attack")
@@ -579,6 +582,13 @@ def main() -> None:
             commands.append((f"muxio {backend}", lambda port, backend=backend: [
                 sys.executable, "-m", "muxio", "serve", "dns", "--zone", str(zone), "--port",
                 str(port), "--host", "127.0.0.1", "--backend", backend, *extra]))
+            if args.baseline:
+                # The same server from another checkout (say, before a change), measured
+                # in the same run: before/after ratios without the drift between runs.
+                commands.append((f"baseline {backend}", lambda port, backend=backend: [
+                    "env", f"PYTHONPATH={args.baseline}", sys.executable, "-m", "muxio",
+                    "serve", "dns", "--zone", str(zone), "--port", str(port), "--host",
+                    "127.0.0.1", "--backend", backend]))
         if not args.no_twisted:
             commands.append(("Twisted Names", lambda port: [
                 sys.executable, __file__, "--serve-twisted", str(port), str(zone)]))
