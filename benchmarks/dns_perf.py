@@ -312,8 +312,10 @@ class Server:
 def start(name: str, argv_for_port: Callable[[int], list[str]],
           cpus: set[int] | None) -> Server:
     port = free_port()
+    # cwd "/": `python -m` puts the working directory first on sys.path, before
+    # PYTHONPATH, which would hide the checkout a target asks for.
     process = subprocess.Popen(argv_for_port(port), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, cwd="/")
     pin(process.pid, cpus)
     server = Server(name, process, port)
     try:
