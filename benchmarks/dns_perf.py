@@ -173,9 +173,8 @@ def free_port() -> int:
         return port
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and of its descendants still running (nsd forks its
-    server processes), from /proc."""
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (nsd forks its server processes)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -186,15 +185,24 @@ def tree_cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
-    total = 0.0
-    pending = [pid]
+    found: list[int] = []
+    pending = list(children.get(pid, []))
     while pending:
         current = pending.pop()
+        found.append(current)
+        pending.extend(children.get(current, []))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its descendants still running (nsd forks its
+    server processes), from /proc."""
+    total = 0.0
+    for current in [pid, *descendants(pid)]:
         try:
             total += process_cpu_seconds(current)
         except OSError:
             continue  # exited meanwhile
-        pending.extend(children.get(current, []))
     return total
 
 
@@ -390,16 +398,7 @@ class AttackResult:
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its descendants (nsd forks), in MB."""
     total = 0
-    pids = [pid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        pids.append(int(entry))
-            except OSError:
-                continue
-    for current in pids:
+    for current in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{current}/status") as handle:
                 for line in handle:
@@ -425,12 +424,16 @@ def drip_attack(server: Server, args: argparse.Namespace) -> AttackResult:
         drippers.append(sock)
 
     def drip() -> None:
+        # First a length prefix's high byte (a message of 256 bytes or more), then one
+        # byte of it every 8 s: never a complete message.
+        byte = b"\x01"
         while not stop.is_set():
             for sock in drippers:
                 try:
-                    sock.send(b"\x00")  # a byte of a length prefix; the rest never comes
+                    sock.send(byte)
                 except OSError:
                     pass  # closed by the server, or not connected yet
+            byte = b"x"
             stop.wait(8.0)
 
     dripper_thread = threading.Thread(target=drip, daemon=True)
@@ -506,6 +509,11 @@ def run_attack(args: argparse.Namespace,
         except (BenchError, OSError) as exc:
             results.append(AttackResult(name, note=str(exc)))
             continue
+        # The usual default limit of open files, which the attack is about (this
+        # machine's may be higher): a server holding every dripping connection runs out.
+        for pid in [server.process.pid, *descendants(server.process.pid)]:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE,
+                             (args.server_nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         try:
             results.append(drip_attack(server, args))
         finally:
@@ -540,6 +548,9 @@ def main() -> None:
                         help="instead of dnsperf: a good client's service under an attack")
     parser.add_argument("--drippers", type=int, default=1100,
                         help="dripping TCP connections for --attack tcp-drip")
+    parser.add_argument("--server-nofile", type=int, default=1024,
+                        help="open-file limit of the servers under --attack (default: 1024, "
+                             "the usual default)")
     parser.add_argument("--serve-twisted", nargs=2, metavar=("PORT", "ZONE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
