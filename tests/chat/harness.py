@@ -52,7 +52,6 @@ from muxio.handlers.chat.messages import (
 )
 from muxio.loop import Clock, Loop
 from muxio.protocols import Protocol, Transport
-from muxio.testing.clock import FakeClock
 from muxio.transports.registry import StreamTransportSpec, stream_transport
 
 DEADLINE = 30.0
@@ -130,23 +129,6 @@ def greeted_server_session(max_frame: int = 65536) -> ChatSession:
                          max_frame=max_frame, heartbeat_ms=0))
     return session
 
-
-class SteppingClock(FakeClock):
-    """A FakeClock for real sockets: when the loop would wait, time jumps to the next timer
-    but by at most `max_step` seconds, so that I/O already on its way (loopback delivers
-    in the next poll) is handled before timers far ahead fire. Timers still fire at
-    their exact deadlines; a run_until deadline keeps its meaning (a plain FakeClock with
-    only that deadline pending jumps straight to it on the first idle poll)."""
-
-    def __init__(self, max_step: float = 0.01) -> None:
-        super().__init__()
-        self.max_step = max_step
-
-    def before_wait(self, timeout: float | None) -> float | None:
-        if self.autojump and timeout is not None and timeout > 0:
-            self.advance(min(timeout, self.max_step))
-            return 0
-        return timeout
 
 
 # -- clients that record --------------------------------------------------------------------

@@ -48,7 +48,7 @@ from muxio.protocols import Transport
 from muxio.testing.clock import FakeClock
 from muxio.testing.matrix import matrix_backends
 from muxio.testing.memory import memory_pair
-from tests.chat.harness import RawPeer, SteppingClock, chat_rig
+from tests.chat.harness import RawPeer, chat_rig
 
 ATTACK_BACKENDS = [name for name in ("epoll", "poll") if name in matrix_backends()] or (
     matrix_backends()[:2])
@@ -100,7 +100,7 @@ def test_a_peer_dripping_an_unfinished_frame_is_dropped_as_silent(attack_backend
     ever; only complete frames count now, so the dripper is dropped interval x misses
     after its last complete frame, to the millisecond on the fake clock."""
     config = ChatServerConfig(heartbeat_interval=2.0, heartbeat_misses=3)
-    clock = SteppingClock()
+    clock = FakeClock(max_step=0.01)
     with chat_rig(attack_backend, "tcp", config, clock) as rig, sockets(1, rig.port) as [sock]:
         [watcher] = rig.connect(1)
         sock.send(encode(Hello(request_id=1)))
@@ -130,7 +130,7 @@ def test_a_peer_that_never_says_hello_is_closed_at_the_hello_deadline(
     """PINGs are complete frames and keep the heartbeat happy; they no longer keep an
     un-greeted connection open past `hello_timeout` (it gets CLOSING, then EOF)."""
     config = ChatServerConfig(heartbeat_interval=2.0, hello_timeout=5.0)
-    clock = SteppingClock()
+    clock = FakeClock(max_step=0.01)
     with chat_rig(attack_backend, "tcp", config, clock) as rig, sockets(1, rig.port) as [sock]:
         rig.run_until(lambda: len(rig.server.connections) == 1)
         connected = clock.monotonic()
@@ -196,7 +196,7 @@ def test_unfinished_greetings_cannot_use_up_the_fds(attack_backend: str) -> None
     now evicted past `max_ungreeted` once they have waited `ungreeted_grace`, and the good
     client is greeted then: long before the hello deadline or the heartbeat."""
     config = ChatServerConfig(max_ungreeted=20, hello_timeout=10.0)
-    clock = SteppingClock()
+    clock = FakeClock(max_step=0.01)
     with chat_rig(attack_backend, "tcp", config, clock) as rig, \
             sockets(60, rig.port) as drippers, sockets(1, rig.port) as [good]:
         for sock in drippers:

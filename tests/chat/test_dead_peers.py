@@ -10,7 +10,8 @@ import pytest
 
 from muxio.handlers.chat import ChatServerConfig, ErrorCode, LeaveReason, Message, encode
 from muxio.handlers.chat.messages import ErrorResponse, GetTime, Hello, SendOk
-from tests.chat.harness import SteppingClock, chat_rig
+from muxio.testing import FakeClock
+from tests.chat.harness import chat_rig
 
 INTERVAL = 0.2
 MISSES = 3
@@ -29,7 +30,7 @@ def raw_socket(port: int, *, rcvbuf: int | None = None) -> socket.socket:
 
 def test_silent_peer_is_removed_within_interval_times_misses(backend: str) -> None:
     config = ChatServerConfig(heartbeat_interval=INTERVAL, heartbeat_misses=MISSES)
-    with chat_rig(backend, "tcp", config, SteppingClock()) as rig:
+    with chat_rig(backend, "tcp", config, FakeClock(max_step=0.01)) as rig:
         [watcher] = rig.connect(1)
         with raw_socket(rig.port) as silent:
             silent.send(encode(Hello(request_id=1)))
@@ -50,7 +51,7 @@ def test_silent_peer_is_removed_within_interval_times_misses(backend: str) -> No
 
 def test_peer_that_never_says_hello_is_closed_too(backend: str) -> None:
     config = ChatServerConfig(heartbeat_interval=INTERVAL, heartbeat_misses=2)
-    with chat_rig(backend, "tcp", config, SteppingClock()) as rig, raw_socket(rig.port):
+    with chat_rig(backend, "tcp", config, FakeClock(max_step=0.01)) as rig, raw_socket(rig.port):
         rig.run_until(lambda: len(rig.server.connections) == 1)
         connected = rig.loop.time()
         rig.run_until(lambda: not rig.server.connections)

@@ -32,7 +32,6 @@ from muxio.handlers.http import (
     hello_app,
     http_protocol_factory,
 )
-from muxio.testing.clock import FakeClock
 from muxio.testing.server import LoopThread
 from muxio.transports import tcp
 
@@ -118,23 +117,6 @@ def describe(events: list[object]) -> list[object]:
             out.append(repr(event))
     return out
 
-
-class SteppingClock(FakeClock):
-    """A FakeClock for real sockets: when the loop would wait, time jumps to the next timer
-    but by at most `max_step` seconds, so that I/O already on its way (loopback delivers
-    in the next poll) is handled before timers far ahead fire. Timers still fire at
-    their exact deadlines; a run_until deadline keeps its meaning (a plain FakeClock with
-    only that deadline pending jumps straight to it on the first idle poll)."""
-
-    def __init__(self, max_step: float = 0.01) -> None:
-        super().__init__()
-        self.max_step = max_step
-
-    def before_wait(self, timeout: float | None) -> float | None:
-        if self.autojump and timeout is not None and timeout > 0:
-            self.advance(min(timeout, self.max_step))
-            return 0
-        return timeout
 
 
 # -- a raw blocking client -----------------------------------------------------------------

@@ -44,7 +44,7 @@ from muxio.protocols import Protocol, Transport
 from muxio.testing.clock import FakeClock
 from muxio.testing.matrix import matrix_backends
 from muxio.transports import tcp
-from tests.http.harness import SteppingClock, build_request, drain
+from tests.http.harness import build_request, drain
 
 ATTACK_BACKENDS = [name for name in ("epoll", "poll") if name in matrix_backends()] or (
     matrix_backends()[:2])
@@ -362,7 +362,7 @@ def test_a_download_nobody_reads_is_cut_at_the_send_timeout(attack_backend: str,
     router = Router()
     router.add("/", StaticFiles(tmp_path), ("GET",), prefix=True)
     config = HttpConfig(send_timeout=7.0)
-    clock = SteppingClock()
+    clock = FakeClock(max_step=0.01)
     clock.autojump = False  # time stands still until the download stalls
     with http_rig(attack_backend, router, config, clock) as rig:
         sock = rig.raw(rcvbuf=4096)
@@ -403,7 +403,7 @@ def test_a_slow_reader_that_keeps_reading_is_not_cut(attack_backend: str) -> Non
         return Response(200, (), payload)
 
     config = HttpConfig(send_timeout=5.0, keepalive_timeout=1000.0)
-    clock = SteppingClock()
+    clock = FakeClock(max_step=0.01)
     with http_rig(attack_backend, big, config, clock) as rig:
         sock = rig.raw(rcvbuf=16384)
         rig.run_until(lambda: len(rig.server.connections) == 1)
@@ -442,7 +442,7 @@ def test_a_response_stuck_in_close_is_aborted_at_the_send_timeout(attack_backend
         return Response(200, (), payload, close=True)
 
     config = HttpConfig(send_timeout=3.0)
-    clock = SteppingClock()
+    clock = FakeClock(max_step=0.01)
     clock.autojump = False
     with http_rig(attack_backend, big, config, clock) as rig:
         sock = rig.raw(rcvbuf=4096)
