@@ -1,0 +1,127 @@
+"""Hold many idle TCP connections to a server, on command (the C10K benchmark's idle side).
+
+    python -m muxio.bench.idle_holder --port 7007 [--source 127.0.0.2]
+
+Reads commands on stdin, one a line, and answers each on stdout:
+
+    hold N     open connections until N are held  -> "held N" (or "error ...")
+    release    close them all                      -> "held 0"
+
+EOF on stdin closes everything and exits. The connections send nothing: each costs the
+server one registered fd and its per-connection state, which is what `muxio bench scale`
+measures. Connects are non-blocking, in batches of `BATCH` (a server that accepts slowly
+makes a batch wait, not the whole run stall on one SYN retransmit). `--source` binds the
+client side to another loopback address, since one (source address, server address and
+port) has only ~28 000 ephemeral ports: more connections need more source addresses.
+The soft open-file limit is raised to the hard one (N cannot exceed it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import resource
+import select
+import socket
+import sys
+import time
+
+BATCH = 512
+CONNECT_TIMEOUT = 60.0
+_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+"""Pick the source port at connect (4-tuple unique), not at bind (unique per address)."""
+
+
+class Holder:
+    def __init__(self, host: str, port: int, source: str | None) -> None:
+        self.address = (host, port)
+        self.source = source
+        self.sockets: list[socket.socket] = []
+
+    def hold(self, count: int) -> None:
+        while len(self.sockets) < count:
+            self._connect_batch(min(BATCH, count - len(self.sockets)))
+
+    def _connect_batch(self, size: int) -> None:
+        pending: dict[int, socket.socket] = {}
+        poller = select.epoll()
+        try:
+            for _ in range(size):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                if self.source is not None:
+                    sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+                    sock.bind((self.source, 0))
+                code = sock.connect_ex(self.address)
+                if code not in (0, errno.EINPROGRESS):
+                    sock.close()
+                    raise OSError(code, f"connect to {self.address}: {errno.errorcode[code]}")
+                pending[sock.fileno()] = sock
+                poller.register(sock.fileno(), select.EPOLLOUT)
+            deadline = time.monotonic() + CONNECT_TIMEOUT
+            while pending:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(pending)} connects still pending after "
+                                       f"{CONNECT_TIMEOUT:g} s")
+                for fd, _events in poller.poll(1.0):
+                    sock = pending.pop(fd)
+                    poller.unregister(fd)
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if code:
+                        sock.close()
+                        raise OSError(code, f"connect failed: {errno.errorcode[code]}")
+                    self.sockets.append(sock)
+        except BaseException:
+            for sock in pending.values():
+                sock.close()
+            raise
+        finally:
+            poller.close()
+
+    def release(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
+
+
+def raise_open_file_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard one; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--source", default=None, help="local address to connect from")
+    args = parser.parse_args(argv)
+    limit = raise_open_file_limit()
+    holder = Holder(args.host, args.port, args.source)
+    try:
+        for line in sys.stdin:
+            command = line.split()
+            try:
+                if command[:1] == ["hold"] and len(command) == 2:
+                    count = int(command[1])
+                    if count > limit - 16:
+                        raise OSError(f"cannot hold {count}: the open-file limit is {limit}")
+                    holder.hold(count)
+                elif command == ["release"]:
+                    holder.release()
+                else:
+                    raise ValueError(f"unknown command {line.strip()!r}")
+            except (OSError, ValueError) as exc:
+                print(f"error {exc}", flush=True)
+                continue
+            print(f"held {len(holder.sockets)}", flush=True)
+    finally:
+        holder.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
