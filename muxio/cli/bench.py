@@ -174,6 +174,8 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
     meta = {"python": platform.python_version(), "machine": platform.machine(),
             "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration,
             "tls": args.tls, "workers": workers}
+    if dns_bench is not None:
+        meta["dnsperf_lost_queries"] = sum(dns_bench.lost.values())
     if args.json:
         args.json.write_text(to_json(workload, results, args.reference, meta))
         console.print(f"samples written to {args.json}")
