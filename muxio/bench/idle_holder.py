@@ -5,6 +5,8 @@
 Reads commands on stdin, one a line, and answers each on stdout:
 
     hold N     open connections until N are held  -> "held N" (or "error ...")
+    probe N    send one byte on N held connections, spread over all of them, and read
+               each one's echo                     -> "held M" (or "error ...")
     release    close them all                      -> "held 0"
 
 EOF on stdin closes everything and exits. The connections send nothing: each costs the
@@ -78,6 +80,32 @@ class Holder:
         finally:
             poller.close()
 
+    def probe(self, count: int) -> None:
+        """Send one byte on `count` held connections, spread evenly over them, and wait
+        for every echo: the server still serves connections that sat idle."""
+        if not 0 <= count <= len(self.sockets):
+            raise ValueError(f"cannot probe {count} of {len(self.sockets)} connections")
+        stride = len(self.sockets) // count if count else 1
+        chosen = {sock.fileno(): sock for sock in self.sockets[::stride][:count]}
+        poller = select.epoll()
+        try:
+            for fd, sock in chosen.items():
+                sock.send(b"p")
+                poller.register(fd, select.EPOLLIN)
+            deadline = time.monotonic() + CONNECT_TIMEOUT
+            while chosen:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(chosen)} probes unanswered after "
+                                       f"{CONNECT_TIMEOUT:g} s")
+                for fd, _events in poller.poll(1.0):
+                    if chosen[fd].recv(16) != b"p":
+                        raise OSError(f"probe on fd {fd}: the connection was closed or "
+                                      f"answered something else")
+                    poller.unregister(fd)
+                    del chosen[fd]
+        finally:
+            poller.close()
+
     def release(self) -> None:
         for sock in self.sockets:
             sock.close()
@@ -110,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                     if count > limit - 16:
                         raise OSError(f"cannot hold {count}: the open-file limit is {limit}")
                     holder.hold(count)
+                elif command[:1] == ["probe"] and len(command) == 2:
+                    holder.probe(int(command[1]))
                 elif command == ["release"]:
                     holder.release()
                 else:

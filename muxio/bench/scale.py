@@ -147,14 +147,33 @@ class IdleHolders:
                 continue
             commands = ["release", f"hold {want}"] if want < self.held[index] else [
                 f"hold {want}"]
-            assert holder.stdin is not None and holder.stdout is not None
-            holder.stdin.write("".join(f"{command}\n" for command in commands))
-            holder.stdin.flush()
-            answers = [holder.stdout.readline().strip() for _ in commands]
-            if answers[-1] != f"held {want}":
+            answer = self._ask(holder, commands)
+            if answer != f"held {want}":
                 raise BenchError(f"the idle holder could not open {want} connections: "
-                                 f"{answers[-1] or 'it exited'}")
+                                 f"{answer}")
             self.held[index] = want
+
+    def probe(self, count: int) -> None:
+        """Send a byte on `count` of the held connections (spread over every holder and
+        over each one's connections) and wait for each echo: they are still served."""
+        total = sum(self.held)
+        if not 0 <= count <= total:
+            raise BenchError(f"cannot probe {count} of the {total} connections held")
+        for holder, held in zip(self.processes, self.held, strict=True):
+            share = min(held, -(-count * held // total)) if total else 0
+            if share:
+                answer = self._ask(holder, [f"probe {share}"])
+                if answer != f"held {held}":
+                    raise BenchError(f"idle connections probed: {answer}")
+
+    @staticmethod
+    def _ask(holder: subprocess.Popen[str], commands: list[str]) -> str:
+        """Send `commands` to a holder; its answer to the last one."""
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.write("".join(f"{command}\n" for command in commands))
+        holder.stdin.flush()
+        answers = [holder.stdout.readline().strip() for _ in commands]
+        return answers[-1] or "the holder exited"
 
     def close(self) -> None:
         for process in self.processes:
@@ -191,7 +210,9 @@ def accepted(server: ServerProcess) -> int:
             if target.startswith("socket:["):
                 inodes.add(int(target[8:-1]))
     wanted = f":{server.port:04X}"
-    count = 0
+    # A set, not a count of lines: /proc/net/tcp is read in chunks, and a line can come
+    # twice when the table changes between two reads (thousands of connects meanwhile).
+    established: set[int] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as handle:
@@ -200,10 +221,10 @@ def accepted(server: ServerProcess) -> int:
                     fields = line.split()
                     if (fields[3] == "01" and fields[1].endswith(wanted)
                             and int(fields[9]) in inodes):
-                        count += 1
+                        established.add(int(fields[9]))
         except OSError:
             continue
-    return count
+    return len(established)
 
 
 def hold_accepted(server: ServerProcess, holders: IdleHolders, count: int, step: int,
