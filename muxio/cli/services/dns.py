@@ -15,35 +15,23 @@ import signal
 import socket
 import threading
 
+from muxio.cli.services.connlog import log_queries
 from muxio.cli.services.tcp_service import format_address
 from muxio.errors import ConfigError, LoopError
+from muxio.handlers import dns as handler
 from muxio.handlers.dns import DnsServer, ZoneError, ZoneSet, load_zones
-from muxio.handlers.dns.answer import DEFAULT_MAX_UDP_PAYLOAD
-from muxio.handlers.dns.server import DEFAULT_CACHE_SIZE, DEFAULT_TCP_IDLE_TIMEOUT
 from muxio.loop import Loop
-from muxio.protocols import ProtocolFactory, Scheduler
 from muxio.transports import tcp, udp
 
 log = logging.getLogger("muxio.serve.dns")
 
-DESCRIPTION = "authoritative DNS server for zone files (UDP and TCP on one port)"
-DEFAULT_PORT = 5300
+DESCRIPTION = handler.DESCRIPTION
+DEFAULT_PORT = handler.SERVICE_PORT
 _PORT_ATTEMPTS = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--zone", action="append", required=True, metavar="FILE",
-                        dest="zones", help="a master-format zone file (repeat for several "
-                                           "zones; SIGHUP reloads them all)")
-    parser.add_argument("--max-udp-size", type=int, default=DEFAULT_MAX_UDP_PAYLOAD,
-                        metavar="BYTES", help="largest UDP response, advertised in EDNS "
-                                              f"(default: {DEFAULT_MAX_UDP_PAYLOAD})")
-    parser.add_argument("--tcp-idle-timeout", type=float, default=DEFAULT_TCP_IDLE_TIMEOUT,
-                        metavar="SECONDS", help="close TCP connections idle this long "
-                                                f"(default: {DEFAULT_TCP_IDLE_TIMEOUT:g})")
-    parser.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE,
-                        metavar="ENTRIES", help="encoded responses kept per transport "
-                                                f"(default: {DEFAULT_CACHE_SIZE}; 0 = none)")
+    handler.add_arguments(parser)
 
 
 def load(paths: list[str]) -> ZoneSet:
@@ -54,18 +42,12 @@ def load(paths: list[str]) -> ZoneSet:
         raise ConfigError(str(exc)) from exc
 
 
-def dns_server(scheduler: Scheduler, args: argparse.Namespace) -> DnsServer:
-    """The shared server state, for any host (muxio's loop, or an adapter's)."""
+def dns_server(loop: Loop, args: argparse.Namespace) -> DnsServer:
+    """The server every UDP endpoint and TCP connection shares, from the flags."""
     try:
-        return DnsServer(load(args.zones), scheduler, max_udp_payload=args.max_udp_size,
-                         cache_size=args.cache_size, tcp_idle_timeout=args.tcp_idle_timeout)
-    except ValueError as exc:
+        return handler.dns_server(loop, handler.config_from(args))
+    except (ZoneError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
-
-
-def protocol_factory(scheduler: Scheduler, args: argparse.Namespace) -> ProtocolFactory:
-    """DNS over TCP only, for hosts that run stream protocols (`python -m adapters`)."""
-    return dns_server(scheduler, args).stream_protocol
 
 
 class DnsService:
@@ -117,11 +99,13 @@ def _listen(loop: Loop, server: DnsServer,
     """TCP and UDP on the same port. With port 0, TCP picks one and UDP follows; if that
     port is taken for UDP, try another."""
     attempts = _PORT_ATTEMPTS if args.port == 0 else 1
+    stream_factory, datagram_factory = log_queries(
+        server.stream_protocol, server.datagram_protocol, "dns", args, handler.describe_query)
     for attempt in range(attempts):
-        tcp_server = tcp.serve(server.stream_protocol, args.host, args.port, loop=loop,
+        tcp_server = tcp.serve(stream_factory, args.host, args.port, loop=loop,
                                backlog=args.backlog, reuse_port=args.reuse_port)
         try:
-            udp_server = udp.serve(server.datagram_protocol, args.host, tcp_server.port,
+            udp_server = udp.serve(datagram_factory, args.host, tcp_server.port,
                                    loop=loop, reuse_port=args.reuse_port)
         except OSError as exc:
             tcp_server.close()

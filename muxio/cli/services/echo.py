@@ -1,36 +1,29 @@
-"""`muxio serve echo`: the echo handler on TCP."""
+"""`muxio serve echo`: the echo handler on any stream transport.
+
+    muxio serve echo --port 7007
+    muxio serve echo --transport kcp --backend epoll-et
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from muxio.cli.services import add_transport_argument, handler_config, serve_stream
+from muxio.cli.services.connlog import log_connections
 from muxio.cli.services.tcp_service import TcpService
-from muxio.handlers.echo import EchoProtocol
+from muxio.handlers import echo as handler
 from muxio.loop import Loop
-from muxio.protocols import ProtocolFactory, Scheduler
-from muxio.transports import tcp
-from muxio.transports.registry import STREAM_TRANSPORTS, stream_transport
 
-DESCRIPTION = "echo every byte back (TCP or KCP)"
+DESCRIPTION = handler.DESCRIPTION
 DEFAULT_PORT = 7007
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--transport", choices=sorted(STREAM_TRANSPORTS), default="tcp",
-                        help="stream transport (default: tcp; kcp runs over UDP)")
-
-
-def protocol_factory(scheduler: Scheduler, args: argparse.Namespace) -> ProtocolFactory:
-    """The handler factory, for any host (muxio's loop, or asyncio/uvloop/Twisted)."""
-    return EchoProtocol
+    add_transport_argument(parser)
+    handler.add_arguments(parser)
 
 
 def start(loop: Loop, args: argparse.Namespace) -> TcpService:
-    factory = protocol_factory(loop, args)
-    if args.transport == "tcp":
-        server = tcp.serve(factory, args.host, args.port, loop=loop, backlog=args.backlog,
-                           reuse_port=args.reuse_port)
-    else:
-        server = stream_transport(args.transport).serve(factory, args.host, args.port,
-                                                        loop=loop)
-    return TcpService(server, args.transport)
+    factory = handler.protocol_factory(loop, handler_config(handler, args))
+    return TcpService(serve_stream(log_connections(factory, "echo", args), loop, args),
+                      args.transport)
