@@ -50,10 +50,11 @@ class Started:
 
 @contextmanager
 def started(argv: Sequence[str], *, ready: str = "serving", cwd: Path = REPO,
-            env: dict[str, str] | None = None, open_stdin: bool = False) -> Iterator[Started]:
+            env: dict[str, str] | None = None, open_stdin: bool = False,
+            python: str = sys.executable) -> Iterator[Started]:
     """Run `python ARGV...`; wait for a first stdout line containing `ready`. stdin is
     /dev/null, or with `open_stdin` a pipe that stays open (an idle user)."""
-    process = subprocess.Popen([sys.executable, *argv],
+    process = subprocess.Popen([python, *argv],
                                stdin=subprocess.PIPE if open_stdin else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=cwd, env=env or repo_env())
