@@ -119,3 +119,13 @@ def test_users_own_handler_on_every_backend_and_transport() -> None:
                             env=repo_env(), timeout=DEADLINE * 8, check=False)
     cases = len(matrix_backends()) * len(stream_transports()) * 2
     assert f"{cases} passed" in result.stdout, result.stdout[-3000:] + result.stderr
+
+
+def test_bench_my_handler_on_two_backends() -> None:
+    backends = matrix_backends()[:2]
+    result = run([example("bench_echo.py"), "--backends", ",".join(backends), "--rounds", "1",
+                  "--duration", "0.3", "--connections", "2"])
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^echo/(\S+)\s+([\d,]+)\s+([\d.]+)$", result.stdout, re.MULTILINE)
+    assert [row[0] for row in rows] == backends, result.stdout
+    assert all(int(row[1].replace(",", "")) > 0 for row in rows)
