@@ -17,7 +17,7 @@ import dns.message
 
 import muxio
 from muxio.handlers.dns import DnsTimeoutError, Resolver
-from muxio.resolver import LoopNetwork
+from muxio.transports.network import LoopNetwork
 
 
 def main() -> int:

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).parents[1] / "muxio"
 # floor of each top-level module/package; a module may import only its floor or below.
 FLOORS = {
     "errors": 0, "futures": 0, "protocols": 0,
-    "config": 1,  # validates names against the backend registry
-    "pollers": 1, "loop": 2, "transports": 3, "resolver": 3, "handlers": 4,
+    "config": 0,  # given the backend registry to validate names against, imports none
+    "pollers": 1, "loop": 2, "transports": 3, "handlers": 4,
     "api": 4,  # the top-level API: serve/connect over the transport registry
     "testing": 5, "cli": 5, "bench": 5, "__main__": 5,
     "__init__": 5,  # re-exports the API (lazily: `import muxio.protocols` stays cheap)
@@ -70,3 +70,12 @@ def test_pollers_know_nothing_above_them() -> None:
     for path in (PACKAGE / "pollers").rglob("*.py"):
         for name in imports_of(path):
             assert floor_of(name) <= 1, f"{path.name} imports {name}"
+
+
+def test_the_runtime_never_imports_the_test_helpers() -> None:
+    """muxio.testing is for tests (fake clock, stress, conformance); nothing a user runs
+    (the CLI, the bench, the loop) may depend on it."""
+    offenders = [f"{path.relative_to(PACKAGE.parent)} imports {name}"
+                 for path in modules() if "testing" not in path.relative_to(PACKAGE).parts
+                 for name in imports_of(path) if name.startswith("muxio.testing")]
+    assert not offenders, "\n".join(offenders)

@@ -129,10 +129,14 @@ class ServerProcess:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until the server says it serves
         if "serving" not in line:
-            self.stop()
+            self.process.wait(timeout=20) if self.process.poll() is None else None
             self._stderr.seek(0)
-            stderr = self._stderr.read()[-2000:]
-            raise BenchError(f"{target.name} did not start: {line.strip()} {stderr.strip()}")
+            stderr = self._stderr.read().strip().splitlines()
+            self.stop()
+            # The server's own one-line error says what went wrong; a traceback's last
+            # line does too.
+            reason = stderr[-1] if stderr else line.strip() or "no output"
+            raise BenchError(f"{target.name} did not start: {reason}")
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.process.pid)

@@ -23,8 +23,8 @@ from muxio.bench.runner import (
     to_json,
 )
 from muxio.bench.workloads import WORKLOADS, cpu_count
-from muxio.errors import ConfigError
-from muxio.testing.matrix import matrix_backends
+from muxio.errors import ConfigError, MuxioError
+from muxio.pollers.registry import default_registry
 
 PEERS = ("asyncio", "uvloop", "twisted")
 
@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
     bench.add_argument("workload", choices=sorted(WORKLOADS))
-    bench.add_argument("--backends", default=",".join(matrix_backends()),
+    bench.add_argument("--backends", default=",".join(default_registry().matrix_names()),
                        help="muxio backends to run (default: every one available here)")
     bench.add_argument("--peers", default=",".join(PEERS),
                        help="peer loops hosting the same handler (asyncio, uvloop, twisted)")
@@ -49,6 +49,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     workload = WORKLOADS[args.workload]
     backends = [name for name in args.backends.split(",") if name]
+    registry = default_registry()
+    for name in backends:
+        try:
+            registry.choose(name)
+        except MuxioError as exc:  # unknown or unavailable here: one line, exit 2
+            raise ConfigError(f"--backends: {exc}") from None
     peers = [name for name in args.peers.split(",") if name]
     unknown = [peer for peer in peers if peer not in PEERS]
     if unknown:

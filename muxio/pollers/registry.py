@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from muxio.config import AUTO
 from muxio.errors import BackendUnavailableError, MissingFeatureError, UnknownBackendError
 from muxio.pollers.base import Capabilities, Poller
 from muxio.pollers.epoll_poller import EdgeTriggeredEpollPoller, EpollPoller
@@ -37,7 +38,6 @@ from muxio.pollers.selectors_adapter import SELECTOR_CAPABILITIES, SelectorsPoll
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "muxio.pollers"
-AUTO = "auto"
 
 
 def _always() -> str | None:
@@ -232,6 +232,11 @@ class Registry:
 
     def available_names(self) -> list[str]:
         return sorted(name for name, spec in self.specs.items() if spec.available)
+
+    def matrix_names(self) -> list[str]:
+        """Available backends the handler test and bench matrices run on, by preference
+        (aliases that add nothing, such as selectors-poll beside poll, are left out)."""
+        return [spec.name for spec in self.ordered() if spec.available and spec.in_matrix]
 
     def ordered(self) -> list[BackendSpec]:
         """Rows in order of preference (as `auto` sees them)."""

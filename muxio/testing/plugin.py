@@ -40,6 +40,7 @@ import pytest
 
 from muxio.config import resolve_backend
 from muxio.loop import Loop
+from muxio.pollers.registry import default_registry
 from muxio.testing.matrix import matrix_backends, stream_transports, unavailable_backends
 from muxio.testing.pairs import StreamPairFactory
 
@@ -102,7 +103,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def backend() -> str:
     """The configured backend (MUXIO_BACKEND, muxio.toml, auto); each available one under
     the `muxio_matrix` marker."""
-    return resolve_backend().name
+    return resolve_backend(registry=default_registry()).name
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@
 - `answer`: the sans-I/O answering core (query bytes -> response bytes).
 - `server`: `DnsServer` (zones, response caches, reload) and its UDP/TCP protocols.
 - `client`: the sans-I/O `Exchange` core and the `Resolver` that drives it over a
-  `Network` (`muxio.resolver.LoopNetwork` on a muxio loop).
+  `Network` (`muxio.transports.network.LoopNetwork` on a muxio loop).
 - `hosting`: `dns_server(scheduler, config)`, `protocol_factory` and the options, for every
   host (`muxio serve dns`, `python -m adapters --service dns`; see `muxio.handlers`).
 """
