@@ -18,14 +18,14 @@ from pathlib import Path
 
 from muxio.bench.runner import Target, Workload, run_comparison
 from muxio.bench.workloads import echo_load
-from muxio.testing.matrix import matrix_backends
+from muxio.pollers.registry import default_registry
 
 ECHO_SERVER = str(Path(__file__).with_name("echo_server.py"))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="the echo example on every backend")
-    parser.add_argument("--backends", default=",".join(matrix_backends()))
+    parser.add_argument("--backends", default=",".join(default_registry().matrix_names()))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     parser.add_argument("--connections", type=int, default=50)

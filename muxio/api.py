@@ -101,11 +101,8 @@ class Server:
         if not self._closed and not loop.is_closed():
             self._closed = True
             listener = self.listener
-            listener.close()
+            listener.close()  # every transport's server: stop accepting, idempotent
             listener.close_clients()
-            shutdown = getattr(listener, "shutdown", None)
-            if shutdown is not None:
-                shutdown()  # KCP: release the UDP sockets once the sessions are closed
         self._closed = True
         if loop.is_running():
             if self._owns_loop:

@@ -42,10 +42,12 @@ class Started:
         return self.process.stdout.readline()
 
     def interrupt(self) -> tuple[int, str, str]:
-        """Ctrl-C (SIGINT); wait for the exit; (status, rest of stdout, stderr)."""
+        """Ctrl-C (SIGINT); wait for the exit; (status, rest of stdout, stderr). stdin stays
+        open until then (closing it first would race the signal with an EOF)."""
         self.process.send_signal(signal.SIGINT)
-        out, err = self.process.communicate(timeout=DEADLINE)
-        return self.process.returncode, out, err
+        status = self.process.wait(timeout=DEADLINE)
+        assert self.process.stdout is not None and self.process.stderr is not None
+        return status, self.process.stdout.read(), self.process.stderr.read()
 
 
 @contextmanager
