@@ -5,8 +5,8 @@
     muxio resolve example.com --server 192.0.2.53      # any server (port 53 by default)
 
 Without --server it asks localhost on port 5300, where `muxio serve dns` listens by
-default, so the pair works together out of the box. `localhost` means 127.0.0.1, then ::1
-(as for `muxio serve --host localhost`); other servers are IP literals.
+default, so the pair works together out of the box. `localhost` means 127.0.0.1 (which
+`muxio serve --host localhost` always listens on); other servers are IP literals.
 
 Exit status: 0 when a server answered (whatever the rcode, as dig), 9 when none did,
 2 for a bad argument, 141 when stdout was closed early (`| head`), quietly.
@@ -47,7 +47,7 @@ EXIT_NO_REPLY = 9
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE: what a tool killed by the closed pipe would report."""
 DEFAULT_SERVER = f"localhost:{SERVICE_PORT}"
-LOOPBACKS = ("127.0.0.1", "[::1]")
+LOOPBACK = "127.0.0.1"
 
 
 def register(subparsers: Any) -> None:
@@ -132,15 +132,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def servers(given: list[str]) -> list[str]:
-    """The --server values, with `localhost[:PORT]` as 127.0.0.1 then ::1 (RFC 6761: always
-    the loopback, whatever /etc/hosts says, as `muxio serve --host localhost` listens)."""
+    """The --server values, with `localhost[:PORT]` as 127.0.0.1 (RFC 6761: always the
+    loopback, whatever /etc/hosts says). Not ::1 as well: an unconnected UDP socket hears
+    no ICMP refusal, so each extra server that is not there costs a full timeout."""
     expanded: list[str] = []
     for text in given:
         name, colon, port = text.strip().partition(":")
-        if name.lower() == "localhost":
-            expanded.extend(f"{loopback}{colon}{port}" for loopback in LOOPBACKS)
-        else:
-            expanded.append(text)
+        expanded.append(f"{LOOPBACK}{colon}{port}" if name.lower() == "localhost" else text)
     return expanded
 
 
