@@ -91,22 +91,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if marker is None and not metafunc.config.getini(INI_EVERYWHERE):
         return
     kwargs = marker.kwargs if marker is not None else {}
+    # Session scope, like the fixtures they replace: a name is not a resource to reset,
+    # and hypothesis's @given refuses function-scoped arguments.
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", _narrowed(matrix_backends(), kwargs.get("backends"),
-                                                  "backends"))
+                                                  "backends"), scope="session")
     if "transport" in metafunc.fixturenames:
         metafunc.parametrize("transport", _narrowed(stream_transports(),
-                                                    kwargs.get("transports"), "transports"))
+                                                    kwargs.get("transports"), "transports"),
+                             scope="session")
 
 
-@pytest.fixture
+# `backend` and `transport` are names, not resources: session-scoped, so that tests which
+# cannot use function-scoped fixtures (hypothesis's @given) may still ask for them.
+@pytest.fixture(scope="session")
 def backend() -> str:
     """The configured backend (MUXIO_BACKEND, muxio.toml, auto); each available one under
     the `muxio_matrix` marker."""
     return resolve_backend(registry=default_registry()).name
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def transport() -> str:
     """'tcp'; each registered stream transport under the `muxio_matrix` marker."""
     return "tcp"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from muxio.testing.matrix import matrix_backends, stream_transports
+from muxio.pollers.registry import default_registry
+from muxio.transports.registry import STREAM_TRANSPORTS
 from tests.processes import DEADLINE, REPO, started
 
 EXAMPLES = REPO / "examples"
@@ -95,9 +96,9 @@ def a_users_15_line_test_file_runs_on_the_matrix(venv: Venv, tmp_path: Path) -> 
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     result = venv.run("-m", "pytest", "-v", "-p", "no:xdist", "-p", "no:cacheprovider",
                       cwd=tmp_path)
-    backends = [*matrix_backends(), PLUGIN_BACKEND]
+    backends = [*default_registry().matrix_names(), PLUGIN_BACKEND]  # no narrowing there
     cases = {f"test_shout[{backend}-{transport}] PASSED" for backend in backends
-             for transport in stream_transports()}
+             for transport in STREAM_TRANSPORTS}
     assert all(case in result.stdout for case in cases), result.stdout[-3000:] + result.stderr
     assert f"{len(cases)} passed" in result.stdout
     where = venv.run("-c", "import muxio; print(muxio.__file__)", cwd=tmp_path).stdout
@@ -117,7 +118,7 @@ def the_poller_plugin_joins_backends_and_the_matrix(venv: Venv, tmp_path: Path) 
     # examples/test_my_handler.py, the user's suite, now runs on the plug-in's backend too.
     result = venv.run("-m", "pytest", "test_my_handler.py", "-v", "-p", "no:xdist",
                       cwd=EXAMPLES)
-    cases = (len(matrix_backends()) + 1) * len(stream_transports()) * 2
+    cases = (len(default_registry().matrix_names()) + 1) * len(STREAM_TRANSPORTS) * 2
     assert f"{cases} passed" in result.stdout, result.stdout[-3000:] + result.stderr
-    for transport in stream_transports():
+    for transport in STREAM_TRANSPORTS:
         assert f"test_set_get_delete[{PLUGIN_BACKEND}-{transport}] PASSED" in result.stdout
