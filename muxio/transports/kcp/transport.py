@@ -429,6 +429,8 @@ class KcpEndpoint:
         return int(self.sock.getsockname()[1])
 
     def _read_ready(self) -> None:
+        if self._closing:
+            return  # an edge-triggered continuation scheduled before the close
         recvfrom = self.sock.recvfrom
         for _ in range(_DATAGRAMS_PER_WAKEUP):
             try:
