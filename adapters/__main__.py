@@ -3,7 +3,9 @@
 Runs a muxio handler on a peer event loop, for side-by-side benchmarks and for tests that
 check the same handler behaves the same everywhere. The handler comes from its package's
 hosting shape (`muxio.handlers`: options, `config_from`, `protocol_factory(scheduler,
-config)`), exactly as `muxio serve` gets it; nothing here goes through `muxio.cli`.
+config)`, ALPN), exactly as `muxio serve` gets it, never from `muxio serve`'s service
+modules. With --tls-cert the peer loop runs its own TLS (the peer column of
+`muxio bench ... --tls`); those flags are the ones `muxio serve` takes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import argparse
 import logging
 import sys
 
+from muxio.cli.tls_options import add_server_arguments, server_context_from
+from muxio.errors import MuxioError
 from muxio.handlers import HANDLERS, hosted_handler
 from muxio.protocols import ProtocolFactory, Scheduler
 
@@ -28,10 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     handler = hosted_handler(known.service)
     service_parser = argparse.ArgumentParser(prog=f"python -m adapters --service {known.service}")
     handler.add_arguments(service_parser)
+    add_server_arguments(service_parser, alpn=handler.ALPN)
+    service_args = service_parser.parse_args(rest)
     try:
-        config = handler.config_from(service_parser.parse_args(rest))
-    except ValueError as exc:
+        config = handler.config_from(service_args)
+        tls = server_context_from(service_args)  # --tls-cert: the peer loop's own TLS
+    except (ValueError, MuxioError) as exc:
         service_parser.error(str(exc))
+    if tls is not None and known.loop == "twisted":
+        parser.error("--tls-cert is not supported on twisted here (its TLS needs pyOpenSSL); "
+                     "use --loop asyncio or uvloop")
     logging.basicConfig(level=logging.WARNING)
 
     def build(scheduler: Scheduler) -> ProtocolFactory:
@@ -49,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         from adapters import asyncio_host
 
         asyncio_host.run(build, known.host, known.port, ready,
-                         use_uvloop=known.loop == "uvloop")
+                         use_uvloop=known.loop == "uvloop", tls=tls,
+                         handshake_timeout=service_args.tls_handshake_timeout)
     return 0
 
 

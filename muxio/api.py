@@ -16,7 +16,8 @@ Theory of operation
 `serve` and `connect` look the transport up in the stream transport registry
 (`muxio.transports.registry`), check the keyword options against what that transport's
 own `serve`/`connect` take, and call it: there is no per-transport branch here, so a
-transport added to the registry is served by the same call. A server started without a
+transport added to the registry is served by the same call. With `tls=context`, the TLS
+layer (`muxio.transports.tls`) runs over whichever transport that is. A server started without a
 `loop` gets a new `Loop(backend)` of its own (the backend follows the usual precedence:
 this argument, then `MUXIO_BACKEND`, a config file, `auto`) and closes it when it closes.
 A client always runs on a loop the caller owns: a connection is a part of a program, not
@@ -26,6 +27,7 @@ the program.
 from __future__ import annotations
 
 import signal
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,12 +40,17 @@ from muxio.futures import Future
 from muxio.loop import Loop
 from muxio.pollers.registry import Registry, default_registry
 from muxio.protocols import DatagramProtocol, DatagramTransport, Protocol, Transport
+from muxio.transports import tls as tls_layer
 from muxio.transports import udp
-from muxio.transports.registry import stream_transport
+from muxio.transports.registry import StreamTransportSpec, stream_transport
 
 P = TypeVar("P", bound=Protocol)
 D = TypeVar("D", bound=DatagramProtocol)
 
+TLS_SERVE_OPTIONS = frozenset({"handshake_timeout", "close_timeout"})
+"""Options of the TLS layer itself when `serve(..., tls=context)`; the rest go to the
+transport under it."""
+TLS_CONNECT_OPTIONS = frozenset({"server_hostname", "handshake_timeout", "close_timeout"})
 _FLUSH_ITERATIONS = 3
 """Loop iterations run after closing, so that close callbacks (connection_lost, the last
 sends) happen before the loop goes away."""
@@ -64,7 +71,7 @@ class Server:
         self.loop = loop
         """The loop the server runs on."""
         self.transport = transport
-        """The stream transport's name ('tcp', 'kcp'...)."""
+        """The stream transport's name ('tcp', 'kcp'...; 'tls+tcp' with TLS over it)."""
         self._owns_loop = owns_loop
         self._closed = False
         self._flushed = False
@@ -144,49 +151,75 @@ def _stop_on_signals(loop: Loop) -> Iterator[None]:
                 loop.remove_signal_handler(signum)
 
 
+def _split_tls_options(spec: StreamTransportSpec, what: str, options: dict[str, Any],
+                       tls: ssl.SSLContext | None, layer: frozenset[str]) -> dict[str, Any]:
+    """Take the TLS layer's own options out of `options` (only with `tls`), check the rest
+    against the transport under it; returns the layer's."""
+    layer_options = {name: options.pop(name) for name in layer & set(options)} if tls else {}
+    spec.check_options(what, options)
+    return layer_options
+
+
 def serve(protocol_factory: Callable[[], Protocol], host: str | None = "localhost",
           port: int = 0, *, transport: str = "tcp", backend: str | None = None,
-          loop: Loop | None = None, **options: Any) -> Server:
+          loop: Loop | None = None, tls: ssl.SSLContext | None = None,
+          **options: Any) -> Server:
     """Listen on `host:port` and serve each connection with a new `protocol_factory()`.
 
     `transport` names a registered stream transport ('tcp', 'kcp' over UDP); `options`
     are that transport's own (TCP: `backlog`, `reuse_port`; KCP: `idle_timeout`,
-    `max_sessions`...). `host` 'localhost' listens on 127.0.0.1 and ::1, None on every
-    interface; port 0 lets the kernel choose (see `Server.port`). Without `loop`, the
-    server runs on a new loop of the given `backend` (None: MUXIO_BACKEND, a config file
-    or auto) that it closes when it closes; with `loop`, the loop already decided.
+    `max_sessions`...). `tls`, a server `ssl.SSLContext` (`muxio.transports.tls.
+    server_context`), serves TLS over that transport, whatever it is; the layer's own
+    options are `handshake_timeout` and `close_timeout`. `host` 'localhost' listens on
+    127.0.0.1 and ::1, None on every interface; port 0 lets the kernel choose (see
+    `Server.port`). Without `loop`, the server runs on a new loop of the given `backend`
+    (None: MUXIO_BACKEND, a config file or auto) that it closes when it closes; with
+    `loop`, the loop already decided.
     """
     spec = stream_transport(transport)
-    spec.check_options("serve", options)
+    layer_options = _split_tls_options(spec, "serve", options, tls, TLS_SERVE_OPTIONS)
     if loop is not None and backend is not None:
         raise ConfigError(f"serve() got both loop= and backend={backend!r}: the loop already "
                           f"runs on {loop.backend!r}; pass one of them")
     owns_loop = loop is None
     running_on = Loop(backend) if loop is None else loop
     try:
-        listener = spec.serve(protocol_factory, host, port, loop=running_on, **options)
+        if tls is None:
+            listener = spec.serve(protocol_factory, host, port, loop=running_on, **options)
+        else:
+            listener = tls_layer.serve(protocol_factory, host, port, loop=running_on,
+                                       context=tls, over=spec.serve, **layer_options,
+                                       **options)
     except BaseException:
         if owns_loop:
             running_on.close()
         raise
-    return Server(listener, running_on, spec.name, owns_loop=owns_loop)
+    name = spec.name if tls is None else f"tls+{spec.name}"
+    return Server(listener, running_on, name, owns_loop=owns_loop)
 
 
 def connect(protocol_factory: Callable[[], P], host: str, port: int, *,
-            transport: str = "tcp", loop: Loop,
+            transport: str = "tcp", loop: Loop, tls: ssl.SSLContext | None = None,
             **options: Any) -> Future[tuple[Transport, P]]:
     """Open a connection over `transport` ('tcp', 'kcp'...) to `host:port` on `loop`.
 
     The Future gives (transport, protocol) once connected, or the error (e.g.
     ConnectionRefusedError); run the loop to get there:
     `loop.run_until_complete(muxio.connect(...), timeout=5)`. `options` are the
-    transport's own (TCP: `timeout`; KCP: `conv`, `profile`, `idle_timeout`...). The loop
+    transport's own (TCP: `timeout`; KCP: `conv`, `profile`, `idle_timeout`...). `tls`, a
+    client `ssl.SSLContext` (`muxio.transports.tls.client_context`), runs TLS over the
+    transport, the future completing after the handshake; the layer's own options are
+    `server_hostname` (default: `host`), `handshake_timeout` and `close_timeout`. The loop
     decides the backend: `muxio.Loop(backend="poll")`.
     """
     spec = stream_transport(transport)
-    spec.check_options("connect", options)
-    return cast(Future[tuple[Transport, P]],
-                spec.connect(protocol_factory, host, port, loop=loop, **options))
+    layer_options = _split_tls_options(spec, "connect", options, tls, TLS_CONNECT_OPTIONS)
+    if tls is None:
+        connecting = spec.connect(protocol_factory, host, port, loop=loop, **options)
+    else:
+        connecting = tls_layer.connect(protocol_factory, host, port, loop=loop, context=tls,
+                                       over=spec.connect, **layer_options, **options)
+    return cast(Future[tuple[Transport, P]], connecting)
 
 
 def create_endpoint(protocol_factory: Callable[[], D],

@@ -90,6 +90,10 @@ class MonotonicClock:
         return timeout
 
 
+def _cancelled(*args: object) -> None:
+    """What a cancelled handle holds instead of its callback."""
+
+
 class Handle:
     """A scheduled callback; `cancel()` prevents it from running."""
 
@@ -102,6 +106,13 @@ class Handle:
 
     def cancel(self) -> None:
         self._cancelled = True
+        self._drop_references()
+
+    def _drop_references(self) -> None:
+        # A cancelled timer may wait in the heap until it is due or purged: it must not
+        # keep its callback's objects (a closed connection, its buffers) alive meanwhile.
+        self._callback = _cancelled
+        self._args = ()
 
     def cancelled(self) -> bool:
         return self._cancelled
@@ -125,6 +136,7 @@ class TimerHandle(Handle):
     def cancel(self) -> None:
         if not self._cancelled:
             self._cancelled = True
+            self._drop_references()
             loop = self._loop
             if loop is not None:
                 loop._timer_cancelled()

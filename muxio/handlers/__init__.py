@@ -11,6 +11,7 @@ uses: `muxio serve NAME` (muxio's loop, any transport), `python -m adapters --se
 (asyncio, uvloop, Twisted) and your own program:
 
     DESCRIPTION: str                                   one line, for --help
+    ALPN: tuple[str, ...]                              its protocol ids, for a TLS host
     add_arguments(parser: argparse.ArgumentParser)     the handler's own options
     config_from(args: argparse.Namespace) -> Config    options -> its config (ValueError
                                                        naming the flag when invalid)
@@ -44,6 +45,7 @@ class HostedHandler(TypingProtocol):
     """The hosting shape of a handler package (see the module docstring)."""
 
     DESCRIPTION: str
+    ALPN: tuple[str, ...]
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 

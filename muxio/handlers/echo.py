@@ -14,6 +14,8 @@ import argparse
 from muxio.protocols import Protocol, ProtocolFactory, Scheduler, Transport
 
 DESCRIPTION = "echo every byte back (TCP or KCP)"
+ALPN: tuple[str, ...] = ("echo",)
+"""What a TLS host offers in ALPN for this protocol."""
 
 
 class EchoProtocol(Protocol):
@@ -31,10 +33,12 @@ class EchoProtocol(Protocol):
 
     def eof_received(self) -> bool:
         # Half-close: the peer is done sending; finish echoing, then close our side.
+        # Without half-close (TLS), close: close() still sends what is buffered first.
         assert self.transport is not None
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        return True
+            return True
+        return False
 
     def pause_writing(self) -> None:
         assert self.transport is not None

@@ -42,6 +42,8 @@ class RecordingProtocol(Protocol):
         self.pauses = 0
         self.resumes = 0
         self.lost_with: list[Exception | None] = []
+        self.buffered_at_pause: list[int] = []
+        """The transport's write buffer size at each pause_writing."""
 
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
@@ -61,6 +63,8 @@ class RecordingProtocol(Protocol):
         self.writing_paused = True
         self.pauses += 1
         self.events.append("pause")
+        if self.transport is not None:
+            self.buffered_at_pause.append(self.transport.get_write_buffer_size())
 
     def resume_writing(self) -> None:
         self.writing_paused = False

@@ -19,6 +19,7 @@ import argparse
 from typing import Any, Protocol
 
 from muxio.api import serve
+from muxio.cli.tls_options import server_context_from
 from muxio.errors import ConfigError
 from muxio.handlers import HostedHandler
 from muxio.loop import Loop
@@ -73,9 +74,10 @@ def handler_config(handler: HostedHandler, args: argparse.Namespace) -> Any:
 
 
 def serve_stream(factory: ProtocolFactory, loop: Loop, args: argparse.Namespace) -> Any:
-    """Listen on `args.transport` with the common flags the user set; returns that
-    transport's server object. A flag the transport does not take is a ConfigError."""
-    spec = stream_transport(args.transport)
+    """Listen on `args.transport` with the common flags the user set, over TLS with
+    --tls-cert; returns that transport's server object (a TlsServer around it with TLS). A
+    flag the transport does not take is a ConfigError."""
+    spec = stream_transport(getattr(args, "transport", "tcp"))
     options: dict[str, Any] = {}
     if getattr(args, "backlog", None) is not None:
         options["backlog"] = args.backlog
@@ -85,5 +87,8 @@ def serve_stream(factory: ProtocolFactory, loop: Loop, args: argparse.Namespace)
     if refused:
         raise ConfigError(f"{', '.join(refused)} does not apply to --transport {spec.name}; "
                           f"drop it or use --transport tcp")
-    return serve(factory, args.host, args.port, transport=spec.name, loop=loop,
+    context = server_context_from(args)
+    if context is not None:
+        options["handshake_timeout"] = args.tls_handshake_timeout
+    return serve(factory, args.host, args.port, transport=spec.name, loop=loop, tls=context,
                  **options).listener

@@ -37,7 +37,13 @@ from muxio.handlers.chat.framing import (
     FrameTooLargeError,
 )
 from muxio.handlers.chat.heartbeat import Heartbeat
-from muxio.handlers.chat.hosting import DESCRIPTION, add_arguments, config_from, protocol_factory
+from muxio.handlers.chat.hosting import (
+    ALPN,
+    DESCRIPTION,
+    add_arguments,
+    config_from,
+    protocol_factory,
+)
 from muxio.handlers.chat.messages import (
     MESSAGE_OVERHEAD,
     MESSAGE_TYPES,
@@ -96,5 +102,5 @@ __all__ = [
     "Pong", "Reply", "Role", "Send", "SendOk", "State", "TimeOk", "UnknownTypeError",
     "decode", "encode", "message_class", "peer_address", "type_name",
     # hosting shape (muxio.handlers)
-    "DESCRIPTION", "add_arguments", "config_from", "protocol_factory",
+    "ALPN", "DESCRIPTION", "add_arguments", "config_from", "protocol_factory",
 ]

@@ -18,6 +18,8 @@ _DEFAULTS = ChatServerConfig()
 _FLAGS = {"heartbeat_interval": "--heartbeat-interval", "heartbeat_misses": "--heartbeat-misses",
           "max_frame": "--max-frame", "max_output_buffer": "--max-output-buffer",
           "max_clients": "--max-clients"}
+ALPN: tuple[str, ...] = ("muxio-chat",)
+"""What a TLS host offers in ALPN, and `muxio chat --tls` asks for."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

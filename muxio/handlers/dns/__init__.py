@@ -19,6 +19,7 @@ from muxio.handlers.dns.errors import (
     ZoneError,
 )
 from muxio.handlers.dns.hosting import (
+    ALPN,
     DESCRIPTION,
     SERVICE_PORT,
     DnsServiceConfig,
@@ -54,6 +55,6 @@ __all__ = [
     "lookup",
     "parse_server",
     # hosting shape (muxio.handlers)
-    "DESCRIPTION", "SERVICE_PORT", "DnsServiceConfig", "add_arguments", "config_from",
+    "ALPN", "DESCRIPTION", "SERVICE_PORT", "DnsServiceConfig", "add_arguments", "config_from",
     "describe_query", "dns_server", "protocol_factory",
 ]

@@ -26,6 +26,8 @@ DESCRIPTION = "authoritative DNS server for zone files (UDP and TCP on one port)
 SERVICE_PORT = 5300
 """Where `muxio serve dns` listens and `muxio resolve` asks by default: a port above 1024,
 so neither needs root."""
+ALPN: tuple[str, ...] = ("dot",)
+"""ALPN of DNS over TLS (RFC 7858: the TCP framing, inside TLS)."""
 
 
 @dataclass(frozen=True, kw_only=True)

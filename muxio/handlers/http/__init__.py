@@ -38,6 +38,7 @@ from muxio.handlers.http.events import (
     Data,
 )
 from muxio.handlers.http.hosting import (
+    ALPN,
     DESCRIPTION,
     HttpServiceConfig,
     add_arguments,
@@ -58,5 +59,5 @@ __all__ = [
     "ServerConnection", "StaticFiles", "UriTooLongError", "hello_app",
     "http_protocol_factory",
     # hosting shape (muxio.handlers)
-    "DESCRIPTION", "HttpServiceConfig", "add_arguments", "config_from", "protocol_factory",
+    "ALPN", "DESCRIPTION", "HttpServiceConfig", "add_arguments", "config_from", "protocol_factory",
 ]

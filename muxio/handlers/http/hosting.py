@@ -20,6 +20,8 @@ DESCRIPTION = "HTTP/1.1: 'Hello, World!' on GET /, or static files with --root (
 _DEFAULTS = HttpConfig()
 _FLAGS = {"header_timeout": "--header-timeout", "keepalive_timeout": "--keepalive-timeout",
           "body_timeout": "--body-timeout", "max_body_size": "--max-body"}
+ALPN: tuple[str, ...] = ("http/1.1",)
+"""What a TLS host offers in ALPN (RFC 7301: HTTP/1.1)."""
 
 
 @dataclass(frozen=True, kw_only=True)
