@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import muxio
 from muxio.handlers.echo import EchoProtocol
 from muxio.testing.conformance import RecordingProtocol
+from tests.tools import require_module
 
 DEADLINE = 20.0
 
@@ -136,3 +138,28 @@ def test_create_endpoint_round_trip() -> None:
         sender.close()
         receiver.close()
         loop.run_once(0)
+
+
+def test_tls_over_every_transport_with_the_same_call(transport: str, tmp_path: Path) -> None:
+    require_module("trustme", "trustme")
+    from muxio.bench.tls_certs import ThrowawayPki
+    from muxio.transports import tls
+
+    pki = ThrowawayPki.create(tmp_path)
+    server_context = tls.server_context(str(pki.server_cert), str(pki.server_key))
+    client_context = tls.client_context(cafile=str(pki.ca))
+    with muxio.Loop() as loop:
+        with muxio.serve(EchoProtocol, "127.0.0.1", 0, transport=transport, loop=loop,
+                         tls=server_context, handshake_timeout=5.0) as server:
+            assert server.transport == f"tls+{transport}"
+            connecting = muxio.connect(RecordingProtocol, "127.0.0.1", server.port,
+                                       transport=transport, loop=loop, tls=client_context,
+                                       server_hostname="localhost")
+            client_transport, client = loop.run_until_complete(connecting, timeout=DEADLINE)
+            client_transport.write(b"sealed")
+            loop.run_until(lambda: client.received == b"sealed", timeout=DEADLINE)
+            client_transport.close()
+            loop.run_until(lambda: client.lost, timeout=DEADLINE)
+        with pytest.raises(muxio.TransportOptionError, match="no option server_hostname"):
+            muxio.connect(RecordingProtocol, "127.0.0.1", 9, transport=transport, loop=loop,
+                          server_hostname="localhost")
