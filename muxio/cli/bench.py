@@ -118,12 +118,14 @@ def render_table(unit: str, results: list[TargetResult], reference: str) -> Tabl
     ref_cpu = ref.median("server_cpu_us_per_op")
     table = Table(title=f"medians; ratios are to {reference} measured in the same run")
     for column in ("target", f"{unit}/s", f"x {reference}", f"server CPU µs/{unit}",
-                   f"CPU x {reference}", f"{unit}/s min-max"):
+                   "user", "system", f"CPU x {reference}", f"{unit}/s min-max"):
         table.add_column(column, justify="left" if column == "target" else "right")
     for result in results:
         rate = result.median("ops_per_second")
         cpu = result.median("server_cpu_us_per_op")
         low, high = result.spread("ops_per_second")
         table.add_row(result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", f"{cpu:.1f}",
+                      f"{result.median('server_user_us_per_op'):.1f}",
+                      f"{result.median('server_system_us_per_op'):.1f}",
                       f"{cpu / ref_cpu:.2f}", f"{low:,.0f}-{high:,.0f}")
     return table
