@@ -18,8 +18,14 @@ import dns.rdataclass
 import dns.rdatatype
 
 from muxio.handlers.dns.answer import DEFAULT_MAX_UDP_PAYLOAD
-from muxio.handlers.dns.server import DEFAULT_CACHE_SIZE, DEFAULT_TCP_IDLE_TIMEOUT, DnsServer
-from muxio.handlers.dns.zones import load_zones
+from muxio.handlers.dns.server import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_MAX_TCP_CONNECTIONS,
+    DEFAULT_TCP_IDLE_TIMEOUT,
+    DEFAULT_TCP_MESSAGE_TIMEOUT,
+    DnsServer,
+)
+from muxio.handlers.dns.zones import DEFAULT_MAX_RECORDS, ZoneSet, load_zones
 from muxio.protocols import ProtocolFactory, Scheduler
 
 DESCRIPTION = "authoritative DNS server for zone files (UDP and TCP on one port)"
@@ -41,7 +47,17 @@ class DnsServiceConfig:
     cache_size: int = DEFAULT_CACHE_SIZE
     """Encoded responses kept per transport (0 = none)."""
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
-    """Seconds before an idle TCP connection is closed."""
+    """Seconds a TCP connection may start no query after the last answer."""
+    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT
+    """Seconds a TCP query may take from its first byte to its last."""
+    max_tcp_connections: int = DEFAULT_MAX_TCP_CONNECTIONS
+    """Open TCP connections; a new one closes the least recently useful."""
+    max_zone_records: int = DEFAULT_MAX_RECORDS
+    """Records one zone may hold (a zone file is input too)."""
+
+    def __post_init__(self) -> None:
+        if self.max_zone_records < 1:
+            raise ValueError(f"--max-zone-records must be >= 1, got {self.max_zone_records}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,25 +69,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="BYTES", help="largest UDP response, advertised in EDNS "
                                               f"(default: {DEFAULT_MAX_UDP_PAYLOAD})")
     parser.add_argument("--tcp-idle-timeout", type=float, default=DEFAULT_TCP_IDLE_TIMEOUT,
-                        metavar="SECONDS", help="close TCP connections idle this long "
+                        metavar="SECONDS", help="close TCP connections that start no query "
+                                                "this long after the last answer "
                                                 f"(default: {DEFAULT_TCP_IDLE_TIMEOUT:g})")
+    parser.add_argument("--tcp-message-timeout", type=float,
+                        default=DEFAULT_TCP_MESSAGE_TIMEOUT, metavar="SECONDS",
+                        help="close TCP connections that do not finish a query this long "
+                             "after its first byte "
+                             f"(default: {DEFAULT_TCP_MESSAGE_TIMEOUT:g})")
+    parser.add_argument("--max-tcp-connections", type=int, default=DEFAULT_MAX_TCP_CONNECTIONS,
+                        metavar="N", help="open TCP connections; a new one closes the least "
+                                          "recently useful (default: "
+                                          f"{DEFAULT_MAX_TCP_CONNECTIONS})")
     parser.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE,
                         metavar="ENTRIES", help="encoded responses kept per transport "
                                                 f"(default: {DEFAULT_CACHE_SIZE}; 0 = none)")
+    parser.add_argument("--max-zone-records", type=int, default=DEFAULT_MAX_RECORDS,
+                        metavar="N", help="records one zone may hold "
+                                          f"(default: {DEFAULT_MAX_RECORDS})")
 
 
 def config_from(args: argparse.Namespace) -> DnsServiceConfig:
     """The service config from the flags above."""
     return DnsServiceConfig(zone_files=tuple(args.zones), max_udp_payload=args.max_udp_size,
-                            cache_size=args.cache_size, tcp_idle_timeout=args.tcp_idle_timeout)
+                            cache_size=args.cache_size, tcp_idle_timeout=args.tcp_idle_timeout,
+                            tcp_message_timeout=args.tcp_message_timeout,
+                            max_tcp_connections=args.max_tcp_connections,
+                            max_zone_records=args.max_zone_records)
+
+
+def load(config: DnsServiceConfig, paths: tuple[str, ...] | list[str] | None = None) -> ZoneSet:
+    """The zone files (`config`'s, or `paths`) under the config's limits; ZoneError names
+    the file that failed."""
+    files = config.zone_files if paths is None else paths
+    return load_zones(files, max_records=config.max_zone_records)
 
 
 def dns_server(scheduler: Scheduler, config: DnsServiceConfig) -> DnsServer:
     """Load the zones and make the server every UDP endpoint and TCP connection shares.
     Raises ZoneError (naming the file) or ValueError (a limit out of range)."""
-    return DnsServer(load_zones(config.zone_files), scheduler,
-                     max_udp_payload=config.max_udp_payload, cache_size=config.cache_size,
-                     tcp_idle_timeout=config.tcp_idle_timeout)
+    return DnsServer(load(config), scheduler, max_udp_payload=config.max_udp_payload,
+                     cache_size=config.cache_size, tcp_idle_timeout=config.tcp_idle_timeout,
+                     tcp_message_timeout=config.tcp_message_timeout,
+                     max_tcp_connections=config.max_tcp_connections)
 
 
 def protocol_factory(scheduler: Scheduler,
