@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from muxio.errors import MuxioError
 
@@ -221,7 +221,15 @@ def to_json(workload: Workload, results: Sequence[TargetResult], reference: str,
     }, indent=2)
 
 
-def plot(workload: Workload, results: Sequence[TargetResult], path: Path) -> None:
+def plot(workload: Workload, results: Sequence[TargetResult], path: Path | BinaryIO) -> None:
+    """Two bar charts side by side: rate (higher is better) and server CPU per operation
+    (lower is better); muxio's backends in blue, the peers in grey. PNG to `path`."""
+    plot_named(workload.name, workload.unit, results, path)
+
+
+def plot_named(name: str, unit: str, results: Sequence[TargetResult],
+               path: Path | BinaryIO) -> None:
+    """`plot` for a workload known by its name and unit (e.g. read back from JSON)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,11 +239,11 @@ def plot(workload: Workload, results: Sequence[TargetResult], path: Path) -> Non
     colors = ["tab:blue" if r.kind == "muxio" else "tab:gray" for r in results]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     left.bar(names, [r.median("ops_per_second") for r in results], color=colors)
-    left.set_title(f"{workload.name}: {workload.unit}/s (higher is better)")
+    left.set_title(f"{name}: {unit}/s (higher is better)")
     right.bar(names, [r.median("server_cpu_us_per_op") for r in results], color=colors)
-    right.set_title(f"server CPU µs per {workload.unit} (lower is better)")
+    right.set_title(f"server CPU µs per {unit} (lower is better)")
     for axis in (left, right):
         axis.tick_params(axis="x", rotation=35)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
     plt.close(figure)

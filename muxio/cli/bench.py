@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from muxio.bench.host import host_facts
 from muxio.bench.runner import (
     TargetResult,
     Workload,
@@ -87,6 +87,7 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
     names = [target.name for target in targets]
     if args.reference not in names:
         raise ConfigError(f"--reference {args.reference!r} is not among the targets {names}")
+    host = host_facts()  # before the run: the load average says who else was busy
     console = Console(width=max(Console().width, 130))
     console.print(f"[bold]{workload.name}[/bold]: {workload.description}; {args.rounds} "
                   f"interleaved rounds of {args.duration:g} s; {cpu_count()} CPUs "
@@ -100,9 +101,8 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
         results = run_comparison(workload, targets, rounds=args.rounds,
                                  duration=args.duration, progress=advance)
     console.print(render_table(workload.unit, results, args.reference))
-    meta = {"python": platform.python_version(), "machine": platform.machine(),
-            "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration,
-            "tls": args.tls}
+    meta = {**host, "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration,
+            "backends": backends, "peers": peers, "tls": args.tls}
     if args.json:
         args.json.write_text(to_json(workload, results, args.reference, meta))
         console.print(f"samples written to {args.json}")
