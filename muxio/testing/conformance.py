@@ -158,13 +158,16 @@ class StreamTransportConformance(ABC):
         assert not pair.server_transport.is_reading()
         chunk = b"f" * 65536
         written = 0
+        paused_at = 0
         while not pair.client.writing_paused:
             assert written < 256 * 1024 * 1024, "pause_writing never came"
             pair.client_transport.write(chunk)
             written += len(chunk)
-            if pair.client.writing_paused:  # paused by this write: it passed the mark
-                assert pair.client_transport.get_write_buffer_size() > 64 * 1024
+            # paused by this write: it passed the mark (checked now: with byte counting,
+            # ACKs may drain the buffer during the next spin)
+            paused_at = pair.client_transport.get_write_buffer_size()
             pair.spin(1)
+        assert paused_at > 64 * 1024
         # Paused: the writer's buffer is bounded by what it wrote past the high mark.
         pair.server_transport.resume_reading()
         pair.run_until(lambda: len(pair.server.received) >= written)
