@@ -21,8 +21,11 @@ datagram that the KCP core accepts counts as hearing from the peer.
 Hostile segments. A PUSH longer than the MSS is refused and out-of-order data is capped in
 bytes (`rcv_buf_limit`), so a session holds at most about two windows of payload.
 
-Timing. KCP is driven event by event (ARCHITECTURE.md): after every `input` and every
-`send` the session flushes at once, so ACKs and data leave immediately. A loop timer is
+Timing. KCP is driven event by event (ARCHITECTURE.md): after `input` and `send` the
+session flushes at the end of the same loop iteration (`Loop.call_before_poll`, as TCP
+sends its queued writes), so the handler's reply in that iteration carries the ACK: a
+ping-pong costs 2 datagrams per round trip, as the C reference driven event-wise, not 4;
+and the writes and ACKs of one iteration share datagrams. A loop timer is
 set only while something waits to be sent or acknowledged, at the time the core's
 `next_due()` names: the earliest retransmission (RTO with its backoff) or the next window
 probe (ikcp's 7 s backoff to 120 s), never at the flush interval. Idle sessions cost no
@@ -110,7 +113,7 @@ class KcpTransport(TransportLifecycle):
                  "_reading", "_eof_sent", "_eof_received",
                  "_idle_timeout", "_last_heard", "_idle_timer", "_close_when_acked",
                  "_gone", "_lingering", "proven", "_limited", "_budget", "_accepted",
-                 "_probe_at")
+                 "_probe_at", "_flush_pending", "_flush_callback")
 
     _protocol: Protocol
 
@@ -124,7 +127,7 @@ class KcpTransport(TransportLifecycle):
         self._init_lifecycle(loop, protocol, {
             "peername": address, "sockname": endpoint.sock.getsockname(),
             "socket": endpoint.sock, "transport": "kcp", "backend": loop.backend,
-            "conv": conv})
+            "conv": conv, "endpoint_statistics": endpoint.statistics})
         self._kcp = Kcp(conv, self._output)
         self._kcp.apply_profile(profile)
         self._kcp.max_segment = self._kcp.mss
@@ -137,6 +140,8 @@ class KcpTransport(TransportLifecycle):
         self._budget = 0  # bytes an unproven peer may still draw
         self._accepted = 0  # datagrams the core accepted
         self._probe_at = float("-inf")
+        self._flush_pending = False
+        self._flush_callback = self._flush_now
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0
         self._high_water, self._low_water = water_marks(None, None)
@@ -178,13 +183,14 @@ class KcpTransport(TransportLifecycle):
                 return
             self._unproven_input(data, kcp.snd_una != una or kcp.nsnd_buf < in_flight)
         self._last_heard = self._loop.time()
-        kcp.flush()  # ACKs (and data unlocked by the window) leave now
         if self._lingering:
             self._linger_input()
             return
         if self._reading:
             self._deliver()
-        self._after_progress()
+        # ACKs leave at the end of this loop iteration, with the handler's reply if it
+        # wrote one (one datagram instead of two)
+        self._schedule_flush()
 
     def _refused(self, data: bytes) -> None:
         self._endpoint.malformed_datagrams += 1
@@ -233,7 +239,7 @@ class KcpTransport(TransportLifecycle):
                 chunks = []
         if chunks:
             self._data(b"".join(chunks))
-        kcp.flush()  # a reopened receive window is announced at once (WINS)
+        self._schedule_flush()  # a reopened receive window is announced (WINS)
 
     def _data(self, data: bytes) -> None:
         if self._lost:
@@ -266,7 +272,6 @@ class KcpTransport(TransportLifecycle):
         if self._reading and not self._lost:
             self._kcp.update(now_ms(self._loop))
             self._deliver()
-            self._after_progress()
 
     def is_reading(self) -> bool:
         return self._reading and not self._closing
@@ -310,8 +315,9 @@ class KcpTransport(TransportLifecycle):
         kcp.update(now_ms(self._loop))
         for start in range(0, len(view), MAX_MESSAGE):
             kcp.send(bytes(view[start:start + MAX_MESSAGE]))
-        kcp.flush()
-        self._after_progress()
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_before_poll(self._flush_callback)
         self._maybe_pause()
 
     def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
@@ -324,8 +330,7 @@ class KcpTransport(TransportLifecycle):
         kcp = self._kcp
         kcp.update(now_ms(self._loop))
         kcp.send(b"")  # an empty message is the end of the stream
-        kcp.flush()
-        self._after_progress()
+        self._schedule_flush()
         if self._eof_received:
             self.close()
 
@@ -335,7 +340,22 @@ class KcpTransport(TransportLifecycle):
     def get_write_buffer_size(self) -> int:
         return self._kcp.waitsnd_bytes()
 
-    # -- timers --------------------------------------------------------------------------
+    # -- flushing and timers ---------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        """Flush at the end of this loop iteration (Loop.call_before_poll), once however
+        many datagrams came in and writes were made: the handler's reply carries the
+        ACKs, and small writes share datagrams."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_before_poll(self._flush_callback)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        if self._gone:
+            return
+        self._kcp.flush()
+        self._after_progress()
 
     def _after_progress(self) -> None:
         """After input/send/timer: resume the writer, finish a close, rearm the timer."""
@@ -405,9 +425,8 @@ class KcpTransport(TransportLifecycle):
             self._eof_sent = True
             self._kcp.update(now_ms(self._loop))
             self._kcp.send(b"")
-            self._kcp.flush()
         self._close_when_acked = True
-        self._after_progress()
+        self._schedule_flush()
 
     def _finish_close(self) -> None:
         """Everything we sent is acknowledged: the protocol is done. Like TCP's TIME_WAIT,
@@ -535,11 +554,15 @@ class KcpEndpoint:
         self.amplification_drops = 0
         """Datagrams not sent to an unproven peer that had used up its budget."""
         self.resets_answered = 0
+        self.datagrams_sent = 0
+        self.datagrams_received = 0
         loop.add_reader(sock.fileno(), self._read_ready)
 
     def statistics(self) -> dict[str, int]:
         table = self.table
-        return {"sessions": len(self.sessions), "unproven_sessions": table.unproven,
+        return {"datagrams_sent": self.datagrams_sent,
+                "datagrams_received": self.datagrams_received,
+                "sessions": len(self.sessions), "unproven_sessions": table.unproven,
                 "refused_sessions": table.refused, "evicted_sessions": table.evicted,
                 "dropped_datagrams": self.dropped_datagrams,
                 "malformed_datagrams": self.malformed_datagrams,
@@ -587,6 +610,7 @@ class KcpEndpoint:
             except OSError as exc:
                 log.warning("kcp endpoint recv failed: %r", exc)
                 return
+            self.datagrams_received += 1
             self._route(data, address)
             if self._closed:
                 return
@@ -660,6 +684,7 @@ class KcpEndpoint:
             return
         try:
             self.sock.sendto(datagram, address)
+            self.datagrams_sent += 1
         except (BlockingIOError, InterruptedError):
             self.dropped_datagrams += 1  # UDP: KCP will retransmit
         except OSError as exc:
