@@ -23,6 +23,7 @@ from muxio.bench.runner import (
     to_json,
 )
 from muxio.bench.workloads import WORKLOADS, cpu_count
+from muxio.cli import bench_kcp
 from muxio.errors import ConfigError, MuxioError
 from muxio.pollers.registry import default_registry
 
@@ -32,7 +33,7 @@ PEERS = ("asyncio", "uvloop", "twisted")
 def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
-    bench.add_argument("workload", choices=sorted(WORKLOADS))
+    bench.add_argument("workload", choices=sorted([*WORKLOADS, *bench_kcp.WORKLOAD_NAMES]))
     bench.add_argument("--backends", default=",".join(default_registry().matrix_names()),
                        help="muxio backends to run (default: every one available here)")
     bench.add_argument("--peers", default=",".join(PEERS),
@@ -43,10 +44,13 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     bench.add_argument("--json", type=Path, default=None, help="write all samples here")
     bench.add_argument("--plot", type=Path, default=None, help="write a PNG chart here")
+    bench_kcp.add_arguments(bench)
     bench.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workload in bench_kcp.WORKLOAD_NAMES:
+        return bench_kcp.run(args)
     workload = WORKLOADS[args.workload]
     backends = [name for name in args.backends.split(",") if name]
     registry = default_registry()
