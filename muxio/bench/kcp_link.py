@@ -101,8 +101,8 @@ class _SinkServer(Protocol):
         return False
 
 
-def serve(kind: str, workload: str, profile: KcpProfile, nbytes: int,
-          backend: str | None) -> None:
+def serve(kind: str, workload: str, profile: KcpProfile, nbytes: int,  # noqa: PLR0917
+          backend: str | None, offload: bool = True) -> None:
     """Serve one workload until stdin closes; the port goes out on stdout first."""
     if kind == "ckcp":
         _serve_ckcp(workload, profile, nbytes)
@@ -116,7 +116,7 @@ def serve(kind: str, workload: str, profile: KcpProfile, nbytes: int,
             server = tcp.serve(factory, "127.0.0.1", 0, loop=loop)
         else:
             server = kcp.serve(factory, "127.0.0.1", 0, loop=loop, profile=profile,
-                               idle_timeout=600.0)
+                               idle_timeout=600.0, udp_offload=offload)
         print(server.port, flush=True)
         loop.add_reader(sys.stdin.fileno(), loop.stop)
         loop.run_forever()
@@ -278,7 +278,7 @@ class _BulkClient(Protocol):
 
 
 def _run_muxio_client(kind: str, port: int, result: LinkResult, *, profile: KcpProfile,
-                      size: int, cap: float, backend: str | None) -> None:
+                      size: int, cap: float, backend: str | None, offload: bool) -> None:
     with Loop(backend) as loop:
         deadline = loop.time() + cap
         client: _PingPongClient | _BulkClient
@@ -288,7 +288,8 @@ def _run_muxio_client(kind: str, port: int, result: LinkResult, *, profile: KcpP
             future: Any = tcp.connect(lambda: client, "127.0.0.1", port, loop=loop)
         else:
             future = kcp.connect(lambda: client, "127.0.0.1", port, loop=loop,
-                                 profile=profile, idle_timeout=cap + 30)
+                                 profile=profile, idle_timeout=cap + 30,
+                                 udp_offload=offload)
         transport, _ = loop.run_until_complete(future, timeout=30)
         try:
             loop.run_until(lambda: client.finished or loop.time() >= deadline + 1,
@@ -384,7 +385,7 @@ def _run_ckcp_client(port: int, result: LinkResult, profile: KcpProfile, size: i
 
 def run(kind: str, workload: str, profile_name: str, *, messages: int = 1000,
         size: int = 100, nbytes: int = 4 << 20, cap: float = 60.0,
-        backend: str | None = None) -> LinkResult:
+        backend: str | None = None, offload: bool = True) -> LinkResult:
     """One measurement: start the server child, run the client here, stop the child."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: choose from {', '.join(KINDS)}")
@@ -396,6 +397,8 @@ def run(kind: str, workload: str, profile_name: str, *, messages: int = 1000,
             "--workload", workload, "--profile", profile_name, "--bytes", str(nbytes)]
     if backend:
         argv += ["--backend", backend]
+    if not offload:
+        argv.append("--no-offload")
     child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
@@ -407,7 +410,7 @@ def run(kind: str, workload: str, profile_name: str, *, messages: int = 1000,
             _run_ckcp_client(port, result, profile, size, cap)
         else:
             _run_muxio_client(kind, port, result, profile=profile, size=size, cap=cap,
-                              backend=backend)
+                              backend=backend, offload=offload)
     finally:
         if child.stdin is not None:
             child.stdin.close()
@@ -430,12 +433,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bytes", type=int, default=4 << 20)
     parser.add_argument("--cap", type=float, default=60.0)
     parser.add_argument("--backend", default=None)
+    parser.add_argument("--no-offload", dest="offload", action="store_false",
+                        help="kcp: no UDP GSO/GRO (plain sendto/recvfrom per datagram)")
     args = parser.parse_args(argv)
     if args.mode == "serve":
-        serve(args.kind, args.workload, PROFILES[args.profile], args.bytes, args.backend)
+        serve(args.kind, args.workload, PROFILES[args.profile], args.bytes, args.backend,
+              args.offload)
         return 0
     result = run(args.kind, args.workload, args.profile, messages=args.messages,
-                 size=args.size, nbytes=args.bytes, cap=args.cap, backend=args.backend)
+                 size=args.size, nbytes=args.bytes, cap=args.cap, backend=args.backend,
+                 offload=args.offload)
     print(json.dumps(asdict(result)))
     return 0
 

@@ -101,8 +101,8 @@ class Namespace:
         _run(["ip", "netns", "add", self.name])
         try:
             self.exec(["ip", "link", "set", "lo", "mtu", "1500", "up"])
-            self.exec(["ethtool", "-K", "lo", "tso", "off", "gso", "off", "gro", "off"],
-                      check=False)
+            self.exec(["ethtool", "-K", "lo", "tso", "off", "gso", "off", "gro", "off",
+                       "tx-udp-segmentation", "off"], check=False)
             self.set_loss(0.0)
         except BaseException:
             _run(["ip", "netns", "del", self.name], check=False)

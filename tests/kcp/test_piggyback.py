@@ -54,6 +54,11 @@ def test_ping_pong_costs_two_datagrams_per_round_trip(loop_backend: str) -> None
         after = endpoint()
         datagrams = (after["datagrams_sent"] - before["datagrams_sent"]
                      + after["datagrams_received"] - before["datagrams_received"])
+        # a loaded machine may stall the loop past the 30 ms RTO: retransmissions are
+        # not what this test counts
+        (server_session,) = server.connections
+        datagrams -= (transport.statistics()["retransmissions"]
+                      + server_session.statistics()["retransmissions"])
         # a few go alone: the last pong's ACK (no next ping carries it), window updates
         # while the session starts (before this change: 4 per round trip, ~800)
         assert datagrams <= 2 * ROUND_TRIPS + 8, f"{datagrams / ROUND_TRIPS:.2f} per round trip"

@@ -61,6 +61,7 @@ from muxio.futures import Future
 from muxio.loop import Loop, TimerHandle
 from muxio.protocols import Protocol, ProtocolFactory
 from muxio.transports.flow import water_marks
+from muxio.transports.kcp import offload
 from muxio.transports.kcp.admission import ExpiringKeys, SessionTable
 from muxio.transports.kcp.core import FAST, Kcp, KcpProfile
 from muxio.transports.lifecycle import TransportLifecycle
@@ -523,7 +524,8 @@ class KcpEndpoint:
 
     def __init__(self, loop: Loop, sock: socket.socket, *, profile: KcpProfile,
                  protocol_factory: ProtocolFactory | None, idle_timeout: float | None,
-                 max_sessions: int, max_sessions_per_address: int | None = None) -> None:
+                 max_sessions: int, max_sessions_per_address: int | None = None,
+                 udp_offload: bool = True) -> None:
         self._loop = loop
         self.sock = sock
         self._profile = profile
@@ -556,7 +558,14 @@ class KcpEndpoint:
         self.resets_answered = 0
         self.datagrams_sent = 0
         self.datagrams_received = 0
-        loop.add_reader(sock.fileno(), self._read_ready)
+        # UDP GSO/GRO where the kernel offers them (offload.py); else as plain UDP
+        self.gso = udp_offload and offload.enable_gso(sock)
+        self.gro = udp_offload and offload.enable_gro(sock)
+        self.gso_sends = 0
+        self.gro_receives = 0
+        self._pending: list[tuple[bytes, Any]] = []
+        self._pending_scheduled = False
+        loop.add_reader(sock.fileno(), self._read_ready_gro if self.gro else self._read_ready)
 
     def statistics(self) -> dict[str, int]:
         table = self.table
@@ -568,6 +577,8 @@ class KcpEndpoint:
                 "malformed_datagrams": self.malformed_datagrams,
                 "amplification_drops": self.amplification_drops,
                 "resets_answered": self.resets_answered,
+                "gso": int(self.gso), "gso_sends": self.gso_sends,
+                "gro": int(self.gro), "gro_receives": self.gro_receives,
                 "recently_closed": len(self.recently_closed)}
 
     @property
@@ -616,6 +627,40 @@ class KcpEndpoint:
                 return
         if self._edge:
             self._loop.call_soon(self._read_ready)
+
+    def _read_ready_gro(self) -> None:
+        """`_read_ready` with UDP_GRO on: one receive may hold several datagrams of one
+        peer glued together; the kernel says their size."""
+        recvmsg = self.sock.recvmsg
+        segment_size = offload.gro_segment_size
+        for _ in range(_DATAGRAMS_PER_WAKEUP):
+            try:
+                data, ancillary, _flags, address = recvmsg(_MAX_DATAGRAM,
+                                                           offload.GRO_CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except _CONNECT_ERRORS as exc:
+                for session in list(self.sessions.values()):
+                    session._connection_failed(exc)
+                return
+            except OSError as exc:
+                log.warning("kcp endpoint recv failed: %r", exc)
+                return
+            size = segment_size(ancillary) if ancillary else 0
+            if size and len(data) > size:
+                self.gro_receives += 1
+                for start in range(0, len(data), size):
+                    self.datagrams_received += 1
+                    self._route(data[start:start + size], address)
+                    if self._closed:
+                        return
+            else:
+                self.datagrams_received += 1
+                self._route(data, address)
+            if self._closed:
+                return
+        if self._edge:
+            self._loop.call_soon(self._read_ready_gro)
 
     def _route(self, data: bytes, address: Any) -> None:
         if len(data) < _HEADER.size:
@@ -682,6 +727,47 @@ class KcpEndpoint:
     def send_datagram(self, datagram: bytes, address: Any) -> None:
         if self._closed:
             return
+        if self.gso:
+            # sent with the iteration's other datagrams, right before the next poll
+            self._pending.append((datagram, address))
+            if not self._pending_scheduled:
+                self._pending_scheduled = True
+                self._loop.call_before_poll(self._send_pending)
+            return
+        self._sendto(datagram, address)
+
+    def _send_pending(self) -> None:
+        """Send the queued datagrams: each run of equal-size datagrams to one address in
+        one GSO sendmsg, a lone datagram with sendto."""
+        self._pending_scheduled = False
+        pending, self._pending = self._pending, []
+        if self._closed:
+            return
+        for address, run in offload.gso_runs(pending):
+            if len(run) == 1 or not self.gso:
+                for datagram in run:
+                    self._sendto(datagram, address)
+                continue
+            try:
+                offload.send_run(self.sock, run, address)
+            except (BlockingIOError, InterruptedError):
+                self.dropped_datagrams += len(run)  # UDP: KCP will retransmit
+                continue
+            except OSError as exc:
+                if exc.errno in offload.GSO_FAILURES:
+                    log.info("kcp: UDP GSO refused on this route (%s); sending datagrams "
+                             "one by one", exc.strerror)
+                    self.gso = False
+                    for datagram in run:
+                        self._sendto(datagram, address)
+                elif exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
+                                       errno.ENETUNREACH):
+                    log.warning("kcp send to %s failed: %r", address, exc)
+                continue
+            self.gso_sends += 1
+            self.datagrams_sent += len(run)
+
+    def _sendto(self, datagram: bytes, address: Any) -> None:
         try:
             self.sock.sendto(datagram, address)
             self.datagrams_sent += 1
@@ -708,6 +794,8 @@ class KcpEndpoint:
         self.stopped = True
         for session in list(self.sessions.values()):
             session.abort()
+        if self._pending:
+            self._send_pending()  # the resets just queued go out before the socket closes
         self._closed = True
         if not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
@@ -765,7 +853,7 @@ def _udp_socket(family: int, rcvbuf: int) -> socket.socket:
 def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
           *, loop: Loop, profile: KcpProfile = FAST, idle_timeout: float | None = 120.0,
           max_sessions: int = 10000, max_sessions_per_address: int = 256,
-          rcvbuf: int = 4 * 1024 * 1024) -> KcpServer:
+          rcvbuf: int = 4 * 1024 * 1024, udp_offload: bool = True) -> KcpServer:
     """Accept KCP sessions on UDP `host:port` ('localhost' = 127.0.0.1 and ::1).
 
     At most `max_sessions` per socket and `max_sessions_per_address` per source IP; when
@@ -788,7 +876,8 @@ def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", por
             endpoints.append(KcpEndpoint(loop, sock, profile=profile,
                                          protocol_factory=protocol_factory,
                                          idle_timeout=idle_timeout, max_sessions=max_sessions,
-                                         max_sessions_per_address=max_sessions_per_address))
+                                         max_sessions_per_address=max_sessions_per_address,
+                                         udp_offload=udp_offload))
     except OSError:
         for endpoint in endpoints:
             endpoint.close()
@@ -798,8 +887,8 @@ def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", por
 
 def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Loop,
             conv: int | None = None, profile: KcpProfile = FAST,
-            idle_timeout: float | None = 120.0,
-            rcvbuf: int = 4 * 1024 * 1024) -> Future[tuple[KcpTransport, Protocol]]:
+            idle_timeout: float | None = 120.0, rcvbuf: int = 4 * 1024 * 1024,
+            udp_offload: bool = True) -> Future[tuple[KcpTransport, Protocol]]:
     """Open a KCP session to `host:port`. KCP has no handshake: the future completes at
     once; an unreachable peer shows up later as connection_lost(ConnectionRefusedError)
     (ICMP) or TimeoutError (dead link / idle timeout)."""
@@ -813,7 +902,8 @@ def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Lo
         future.set_exception(exc)
         return future
     endpoint = KcpEndpoint(loop, sock, profile=profile, protocol_factory=None,
-                           idle_timeout=idle_timeout, max_sessions=1)
+                           idle_timeout=idle_timeout, max_sessions=1,
+                           udp_offload=udp_offload)
     if conv is None:
         conv = int.from_bytes(os.urandom(4), "little") or 1
     protocol = protocol_factory()
