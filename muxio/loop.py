@@ -90,6 +90,10 @@ class MonotonicClock:
         return timeout
 
 
+def _cancelled(*args: object) -> None:
+    """What a cancelled handle holds instead of its callback."""
+
+
 class Handle:
     """A scheduled callback; `cancel()` prevents it from running."""
 
@@ -102,6 +106,13 @@ class Handle:
 
     def cancel(self) -> None:
         self._cancelled = True
+        self._drop_references()
+
+    def _drop_references(self) -> None:
+        # A cancelled timer may wait in the heap until it is due or purged: it must not
+        # keep its callback's objects (a closed connection, its buffers) alive meanwhile.
+        self._callback = _cancelled
+        self._args = ()
 
     def cancelled(self) -> bool:
         return self._cancelled
@@ -125,6 +136,7 @@ class TimerHandle(Handle):
     def cancel(self) -> None:
         if not self._cancelled:
             self._cancelled = True
+            self._drop_references()
             loop = self._loop
             if loop is not None:
                 loop._timer_cancelled()
@@ -284,8 +296,10 @@ class Loop:
         self._signal_handlers: dict[int, Handle] = {}
         self._previous_signal_handlers: dict[int, Any] = {}
         self.current_events = 0
-        """Event flags of the fd whose callback is running (edge-triggered readers use HUP
-        to know whether the peer's EOF is already queued)."""
+        """Event flags of the fd whose reader/writer the loop is calling for a poll result
+        (edge-triggered readers use HUP to know whether the peer's EOF is queued); 0 at
+        any other time, e.g. in call_soon callbacks, so a read continued from the ready
+        queue never sees another fd's flags."""
         self._waker = _ThreadWaker()
         self.add_reader(self._waker.fd, self._waker.drain)
 
@@ -595,6 +609,7 @@ class Loop:
                             writer()
                         except Exception as exc:
                             self._callback_failed(exc, writer)
+            self.current_events = 0
 
         if timers:
             now = self.time()
@@ -632,6 +647,9 @@ class Loop:
     def set_exception_handler(self, handler: ExceptionHandler | None) -> None:
         """`handler(loop, context)` receives every exception escaping a callback."""
         self._exception_handler = handler
+
+    def get_exception_handler(self) -> ExceptionHandler | None:
+        return self._exception_handler
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         if self._exception_handler is not None:

@@ -34,6 +34,8 @@ from muxio.pollers.epoll_poller import EdgeTriggeredEpollPoller, EpollPoller
 from muxio.pollers.poll_poller import PollPoller
 from muxio.pollers.select_poller import SelectPoller
 from muxio.pollers.selectors_adapter import SELECTOR_CAPABILITIES, SelectorsPoller
+from muxio.pollers.uring_poller import UringPoller
+from muxio.pollers.uring_poller import unavailable_reason as _uring_reason
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,11 @@ BUILTIN_BACKENDS: tuple[BackendSpec, ...] = (
     BackendSpec("epoll-et", EdgeTriggeredEpollPoller, "epoll(7), edge-triggered (Linux)",
                 EdgeTriggeredEpollPoller.capabilities, _needs(select, "epoll", "epoll"),
                 rank=15),
+    # After epoll and epoll-et: `auto` keeps epoll, and asking for edge triggering still
+    # gets epoll-et; name it (--backend uring) to use it.
+    BackendSpec("uring", UringPoller,
+                "io_uring multishot poll, edge-triggered, one syscall per poll (Linux >= 5.17)",
+                UringPoller.capabilities, _uring_reason, rank=16),
     BackendSpec("selectors", SelectorsPoller,
                 f"selectors.DefaultSelector through the adapter "
                 f"(here: {selectors.DefaultSelector.__name__})",

@@ -38,6 +38,7 @@ class RecordingProtocol(Protocol):
         self.pauses = 0
         self.resumes = 0
         self.lost_with: list[Exception | None] = []
+        self.buffered_at_pause: list[int] = []
 
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
@@ -57,6 +58,8 @@ class RecordingProtocol(Protocol):
         self.writing_paused = True
         self.pauses += 1
         self.events.append("pause")
+        if self.transport is not None:
+            self.buffered_at_pause.append(self.transport.get_write_buffer_size())
 
     def resume_writing(self) -> None:
         self.writing_paused = False
@@ -158,16 +161,13 @@ class StreamTransportConformance(ABC):
         assert not pair.server_transport.is_reading()
         chunk = b"f" * 65536
         written = 0
-        paused_at = 0
         while not pair.client.writing_paused:
             assert written < 256 * 1024 * 1024, "pause_writing never came"
             pair.client_transport.write(chunk)
             written += len(chunk)
-            # paused by this write: it passed the mark (checked now: with byte counting,
-            # ACKs may drain the buffer during the next spin)
-            paused_at = pair.client_transport.get_write_buffer_size()
             pair.spin(1)
-        assert paused_at > 64 * 1024
+        # At the moment of the pause (an iteration later, ACKs may have drained it).
+        assert pair.client.buffered_at_pause[0] > 64 * 1024
         # Paused: the writer's buffer is bounded by what it wrote past the high mark.
         pair.server_transport.resume_reading()
         pair.run_until(lambda: len(pair.server.received) >= written)

@@ -29,6 +29,7 @@ told.
 from __future__ import annotations
 
 import enum
+import logging
 import random
 import socket
 from collections.abc import Callable
@@ -85,14 +86,18 @@ class Scenario:
 
 def make_scenario(seed: int, *, conversations: int = 24, max_bytes: int = 200_000,
                   storm_timers: int = 300, churn_rounds: int = 20) -> Scenario:
-    """The scenario a seed stands for (the same on every machine and backend)."""
+    """The scenario a seed stands for (the same on every machine and backend). No
+    conversation carries more than `max_bytes` each way."""
     rng = random.Random(seed)
+    budgets = [size for size in (1, 100, 5_000, 50_000) if size < max_bytes] + [max_bytes]
+    chunk_sizes = [size for size in (1, 7, 512, 1400, 16_384, 65_536, 100_000)
+                   if size <= max_bytes]
     scripts = []
     for index in range(conversations):
-        total_budget = rng.choice((1, 100, 5_000, 50_000, max_bytes))
+        total_budget = rng.choice(budgets)
         sizes: list[int] = []
         while sum(sizes) < total_budget:
-            sizes.append(rng.choice((1, 7, 512, 1400, 16_384, 65_536, 100_000)))
+            sizes.append(min(rng.choice(chunk_sizes), max_bytes - sum(sizes)))
         gaps = tuple(rng.choice((0.0, 0.0, 0.001, 0.005)) for _ in sizes)
         total = sum(sizes)
         ending = rng.choice(list(Ending))
@@ -483,6 +488,17 @@ def _first_difference(left: bytes, right: bytes) -> int:
     return min(len(left), len(right))
 
 
+class _Complaints(logging.Handler):
+    """Collects what muxio logs at WARNING or above during a scenario."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(f"{record.name} {record.levelname}: {record.getMessage()}")
+
+
 # -- running ---------------------------------------------------------------------------------
 
 
@@ -539,6 +555,13 @@ def run_scenario(scenario: Scenario, *, loop: Loop, serve: Callable[..., Any],
                 and storm.done and churn.done)
 
     problems: list[str] = []
+    complaints = _Complaints()
+    muxio_log = logging.getLogger("muxio")
+    muxio_log.addHandler(complaints)
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(
+        lambda _loop, context: complaints.records.append(
+            f"exception handler: {context.get('message')}: {context.get('exception')!r}"))
     try:
         loop.run_until(finished, timeout=timeout)
     except Exception as exc:  # LoopTimeoutError: describe who is stuck
@@ -558,7 +581,11 @@ def run_scenario(scenario: Scenario, *, loop: Loop, serve: Callable[..., Any],
         churn.close()
         for _ in range(3):
             loop.run_once(0)
+        muxio_log.removeHandler(complaints)
+        loop.set_exception_handler(previous_handler)
 
+    # Nothing in a scenario is an error: a warning or an exception reported by muxio is one.
+    problems += [f"muxio reported: {record}" for record in complaints.records[:10]]
     problems += connect_errors + storm.problems() + churn.problems()
     by_index = {side.script.index: side for side in servers if side.script is not None}
     for client in clients:

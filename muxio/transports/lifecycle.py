@@ -22,12 +22,31 @@ A transport supplies `_abort(exc)` (stop all I/O now, drop what is queued, then 
 from __future__ import annotations
 
 import logging
+import socket
 from typing import TYPE_CHECKING, Any
+from typing import Protocol as TypingProtocol
 
 from muxio.protocols import Scheduler
 from muxio.transports.flow import FlowControl
 
 log = logging.getLogger("muxio.transports")
+
+
+class _FdWatcher(TypingProtocol):
+    def is_closed(self) -> bool: ...
+
+    def remove_reader(self, fileobj: int) -> bool: ...
+
+    def remove_writer(self, fileobj: int) -> bool: ...
+
+
+def release_socket(loop: _FdWatcher, fd: int, sock: socket.socket) -> None:
+    """The end of a socket transport: stop watching its fd (unless the loop is already
+    closed), then close the socket. Safe to call twice."""
+    if not loop.is_closed():
+        loop.remove_reader(fd)
+        loop.remove_writer(fd)
+    sock.close()
 
 
 class TransportLifecycle(FlowControl):

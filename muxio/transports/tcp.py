@@ -49,7 +49,7 @@ from muxio.loop import Loop, TimerHandle
 from muxio.pollers.base import HUP
 from muxio.protocols import Protocol, ProtocolFactory
 from muxio.transports.flow import water_marks
-from muxio.transports.lifecycle import TransportLifecycle
+from muxio.transports.lifecycle import TransportLifecycle, release_socket
 
 log = logging.getLogger("muxio.tcp")
 
@@ -146,16 +146,12 @@ class TcpTransport(TransportLifecycle):
             self._read_eof()
 
     def _read_ready_edge(self) -> None:
-        """Edge-triggered readiness report: note a hang-up, then read."""
+        """Edge-triggered: read until EAGAIN (or a short read with no FIN queued), at most
+        `_READS_PER_EDGE` times; the rest is continued after the other ready fds. A HUP in
+        the poll's flags is remembered: a continuation runs from the ready queue, where
+        `loop.current_events` is 0, and must still read up to the FIN."""
         if self._loop.current_events & HUP:
             self._peer_hung_up = True
-        self._read_edge()
-
-    def _read_edge(self) -> None:
-        """Read until EAGAIN (or a short read with no FIN queued), at most
-        `_READS_PER_EDGE` times; the rest is continued after the other ready fds. A
-        continuation must not look at `loop.current_events`: by then they belong to
-        whichever fd the loop dispatched last."""
         recv = self._sock.recv
         for _ in range(_READS_PER_EDGE):
             try:
@@ -185,7 +181,7 @@ class TcpTransport(TransportLifecycle):
 
     def _continue_reading(self) -> None:
         if self._reading and not self._closing:
-            self._read_edge()
+            self._read_ready_edge()
 
     def _read_eof(self) -> None:
         self._loop.remove_reader(self._fd)
@@ -381,10 +377,7 @@ class TcpTransport(TransportLifecycle):
         self._lose(exc)
 
     def _release(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
-        self._sock.close()
+        release_socket(self._loop, self._fd, self._sock)
         if self._server is not None:
             self._server._detach(self)
             self._server = None
@@ -419,6 +412,8 @@ class TcpServer:
         return int(self.sockets[0].getsockname()[1])
 
     def _accept_ready(self, listener: socket.socket) -> None:
+        if self._closed:
+            return  # an edge-triggered continuation scheduled before the close
         for _ in range(_ACCEPTS_PER_WAKEUP):
             try:
                 conn, _address = listener.accept()

@@ -39,7 +39,7 @@ from collections import deque
 from muxio.loop import Loop
 from muxio.protocols import Address, DatagramProtocol, DatagramProtocolFactory
 from muxio.transports.flow import water_marks
-from muxio.transports.lifecycle import TransportLifecycle
+from muxio.transports.lifecycle import TransportLifecycle, release_socket
 from muxio.transports.tcp import listen_addresses
 
 log = logging.getLogger("muxio.udp")
@@ -220,10 +220,7 @@ class UdpTransport(TransportLifecycle):
         self._lose(exc)
 
     def _release(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
-        self._sock.close()
+        release_socket(self._loop, self._fd, self._sock)
 
 
 def size_receive_buffer(sock: socket.socket, size: int) -> int:

@@ -607,6 +607,8 @@ class KcpEndpoint:
         return int(self.sock.getsockname()[1])
 
     def _read_ready(self) -> None:
+        if self._closing:
+            return  # an edge-triggered continuation scheduled before the close
         recvfrom = self.sock.recvfrom
         for _ in range(_DATAGRAMS_PER_WAKEUP):
             try:
@@ -631,6 +633,8 @@ class KcpEndpoint:
     def _read_ready_gro(self) -> None:
         """`_read_ready` with UDP_GRO on: one receive may hold several datagrams of one
         peer glued together; the kernel says their size."""
+        if self._closing:
+            return  # an edge-triggered continuation scheduled before the close
         recvmsg = self.sock.recvmsg
         segment_size = offload.gro_segment_size
         for _ in range(_DATAGRAMS_PER_WAKEUP):
