@@ -61,7 +61,9 @@ def test_ping_pong_costs_two_datagrams_per_round_trip(loop_backend: str) -> None
                       + server_session.statistics()["retransmissions"])
         # a few go alone: the last pong's ACK (no next ping carries it), window updates
         # while the session starts (before this change: 4 per round trip, ~800)
-        assert datagrams <= 2 * ROUND_TRIPS + 8, f"{datagrams / ROUND_TRIPS:.2f} per round trip"
+        # (fast resends, which a stalled loop may also cause, are not counted as
+        # retransmissions: hence a little slack; 4 per round trip is what this catches)
+        assert datagrams <= 2.1 * ROUND_TRIPS + 8, f"{datagrams / ROUND_TRIPS:.2f} per round trip"
         transport.abort()
         server.close()
         server.abort_clients()
