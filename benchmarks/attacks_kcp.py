@@ -99,11 +99,26 @@ def good_client(port: int, timeout: float = 5.0) -> float | None:
         return elapsed if len(client.received) >= 100 else None
 
 
-def raw_socket() -> socket.socket:
+def raw_socket(address: str = "127.0.0.1") -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((address, 0))
     return sock
+
+
+def many_sources(target: tuple[str, int], count: int, window: int) -> None:
+    """`count` live-looking sessions (a WASK then a 100-byte PUSH each, so each is proven
+    by its second datagram) from 127.0.1.x sources, 200 per address: under the per-address
+    cap, so they all open (the good client on 127.0.0.1 is another host)."""
+    per_source = 200
+    for first in range(0, count, per_source):
+        sock = raw_socket(f"127.0.1.{first // per_source + 1}")
+        datagrams = []
+        for conv in range(first + 1, min(count, first + per_source) + 1):
+            datagrams.append(HEADER.pack(conv, WASK, 0, window, 0, 0, 0, 0))
+            datagrams.append(HEADER.pack(conv, PUSH, 0, window, 0, 0, 0, 100) + bytes(100))
+        paced_send(sock, datagrams, target)
+        sock.close()
 
 
 def paced_send(sock: socket.socket, datagrams: list[bytes], target: tuple[str, int]) -> None:
@@ -149,26 +164,16 @@ def amplification(target: tuple[str, int], scale: int) -> Callable[[], dict[str,
 
 def unacked(target: tuple[str, int], scale: int) -> Callable[[], dict[str, float]]:
     """5000 sessions whose peers never acknowledge the echo (timers per session)."""
-    sock = raw_socket()
     count = 5000 * scale
-    datagrams = []
-    for conv in range(1, count + 1):
-        datagrams.append(HEADER.pack(conv, WASK, 0, 128, 0, 0, 0, 0))
-        datagrams.append(HEADER.pack(conv, PUSH, 0, 128, 0, 0, 0, 100) + bytes(100))
-    paced_send(sock, datagrams, target)
-    return lambda: {"sessions": count} | _close(sock)
+    many_sources(target, count, 128)
+    return lambda: {"sessions": count}
 
 
 def zero_window(target: tuple[str, int], scale: int) -> Callable[[], dict[str, float]]:
     """1500 sessions advertising a zero receive window with data waiting for them."""
-    sock = raw_socket()
     count = 1500 * scale
-    datagrams = []
-    for conv in range(1, count + 1):
-        datagrams.append(HEADER.pack(conv, WASK, 0, 0, 0, 0, 0, 0))
-        datagrams.append(HEADER.pack(conv, PUSH, 0, 0, 0, 0, 0, 100) + bytes(100))
-    paced_send(sock, datagrams, target)
-    return lambda: {"sessions": count} | _close(sock)
+    many_sources(target, count, 0)
+    return lambda: {"sessions": count}
 
 
 def out_of_order(target: tuple[str, int], scale: int) -> Callable[[], dict[str, float]]:
