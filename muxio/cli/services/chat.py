@@ -29,7 +29,8 @@ DEFAULT_PORT = 7008
 _DEFAULTS = ChatServerConfig()
 _FLAGS = {"heartbeat_interval": "--heartbeat-interval", "heartbeat_misses": "--heartbeat-misses",
           "max_frame": "--max-frame", "max_output_buffer": "--max-output-buffer",
-          "max_clients": "--max-clients"}
+          "max_clients": "--max-clients", "hello_timeout": "--hello-timeout",
+          "max_ungreeted": "--max-ungreeted"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-clients", type=int, metavar="N",
                         default=_DEFAULTS.max_clients,
                         help=f"clients at once (default: {_DEFAULTS.max_clients})")
+    parser.add_argument("--hello-timeout", type=float, metavar="S",
+                        default=_DEFAULTS.hello_timeout,
+                        help="close a connection that has not said HELLO within S seconds "
+                             f"(default: {_DEFAULTS.hello_timeout:g})")
+    parser.add_argument("--max-ungreeted", type=int, metavar="N",
+                        default=_DEFAULTS.max_ungreeted,
+                        help="connections waiting for HELLO at once; one more evicts the "
+                             f"oldest (default: {_DEFAULTS.max_ungreeted}; keep it well "
+                             f"below ulimit -n)")
     add_server_arguments(parser, alpn=ALPN)
 
 
@@ -62,7 +72,8 @@ def config_from(args: argparse.Namespace) -> ChatServerConfig:
         return ChatServerConfig(
             heartbeat_interval=args.heartbeat_interval, heartbeat_misses=args.heartbeat_misses,
             max_frame=args.max_frame, max_output_buffer=args.max_output_buffer,
-            max_clients=args.max_clients)
+            max_clients=args.max_clients, hello_timeout=args.hello_timeout,
+            max_ungreeted=args.max_ungreeted)
     except ValueError as exc:
         message = str(exc)
         for field, flag in _FLAGS.items():

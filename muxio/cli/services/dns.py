@@ -2,8 +2,12 @@
 
     muxio serve dns --zone example.com.zone --zone example.org.zone --port 5300
 
-SIGHUP reloads every zone file; if one fails to load, the error is logged and the zones
-already served stay in place (no query is dropped either way).
+SIGHUP reloads every zone file. The files are read and indexed in a worker thread, so
+the loop keeps answering from the zones it has meanwhile (a large zone takes seconds to
+read), then the new zones are swapped in on the loop in one assignment. If a file fails
+to load (missing, not a regular file, a syntax error, too many records...), the error is
+logged and the zones already served stay in place; no query is dropped either way.
+SIGHUPs that arrive during a reload are folded into one more reload after it.
 """
 
 from __future__ import annotations
@@ -14,12 +18,19 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Callable
 
 from muxio.cli.services.tcp_service import format_address
 from muxio.errors import ConfigError, LoopError
 from muxio.handlers.dns import DnsServer, ZoneError, ZoneSet, load_zones
-from muxio.handlers.dns.answer import DEFAULT_MAX_UDP_PAYLOAD
-from muxio.handlers.dns.server import DEFAULT_CACHE_SIZE, DEFAULT_TCP_IDLE_TIMEOUT
+from muxio.handlers.dns.answer import DEFAULT_MAX_UDP_PAYLOAD, Responder
+from muxio.handlers.dns.server import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_MAX_TCP_CONNECTIONS,
+    DEFAULT_TCP_IDLE_TIMEOUT,
+    DEFAULT_TCP_MESSAGE_TIMEOUT,
+)
+from muxio.handlers.dns.zones import DEFAULT_MAX_RECORDS
 from muxio.loop import Loop
 from muxio.protocols import ProtocolFactory, Scheduler
 from muxio.transports import tcp, udp
@@ -39,26 +50,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="BYTES", help="largest UDP response, advertised in EDNS "
                                               f"(default: {DEFAULT_MAX_UDP_PAYLOAD})")
     parser.add_argument("--tcp-idle-timeout", type=float, default=DEFAULT_TCP_IDLE_TIMEOUT,
-                        metavar="SECONDS", help="close TCP connections idle this long "
+                        metavar="SECONDS", help="close TCP connections that start no query "
+                                                "this long after the last answer "
                                                 f"(default: {DEFAULT_TCP_IDLE_TIMEOUT:g})")
+    parser.add_argument("--tcp-message-timeout", type=float,
+                        default=DEFAULT_TCP_MESSAGE_TIMEOUT, metavar="SECONDS",
+                        help="close TCP connections that do not finish a query this long "
+                             "after its first byte "
+                             f"(default: {DEFAULT_TCP_MESSAGE_TIMEOUT:g})")
+    parser.add_argument("--max-tcp-connections", type=int, default=DEFAULT_MAX_TCP_CONNECTIONS,
+                        metavar="N", help="open TCP connections; a new one closes the least "
+                                          "recently useful (default: "
+                                          f"{DEFAULT_MAX_TCP_CONNECTIONS})")
     parser.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE,
                         metavar="ENTRIES", help="encoded responses kept per transport "
                                                 f"(default: {DEFAULT_CACHE_SIZE}; 0 = none)")
+    parser.add_argument("--max-zone-records", type=int, default=DEFAULT_MAX_RECORDS,
+                        metavar="N", help="records one zone may hold "
+                                          f"(default: {DEFAULT_MAX_RECORDS})")
 
 
-def load(paths: list[str]) -> ZoneSet:
+def load(paths: list[str], max_records: int = DEFAULT_MAX_RECORDS) -> ZoneSet:
     """Load the zone files, as a ConfigError naming the file on failure."""
     try:
-        return load_zones(paths)
+        return load_zones(paths, max_records=max_records)
     except ZoneError as exc:
         raise ConfigError(str(exc)) from exc
 
 
 def dns_server(scheduler: Scheduler, args: argparse.Namespace) -> DnsServer:
     """The shared server state, for any host (muxio's loop, or an adapter's)."""
+    if args.max_zone_records < 1:
+        raise ConfigError(f"--max-zone-records must be >= 1, got {args.max_zone_records}")
+    zones = load(args.zones, args.max_zone_records)
     try:
-        return DnsServer(load(args.zones), scheduler, max_udp_payload=args.max_udp_size,
-                         cache_size=args.cache_size, tcp_idle_timeout=args.tcp_idle_timeout)
+        return DnsServer(zones, scheduler, max_udp_payload=args.max_udp_size,
+                         cache_size=args.cache_size, tcp_idle_timeout=args.tcp_idle_timeout,
+                         tcp_message_timeout=args.tcp_message_timeout,
+                         max_tcp_connections=args.max_tcp_connections)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -68,16 +97,26 @@ def protocol_factory(scheduler: Scheduler, args: argparse.Namespace) -> Protocol
     return dns_server(scheduler, args).stream_protocol
 
 
+ZoneLoader = Callable[[list[str]], ZoneSet]
+"""Reads the zone files (raising ConfigError): `load` with the service's limits."""
+
+
 class DnsService:
-    """A DNS server listening on UDP and TCP, with SIGHUP reloading its zones."""
+    """A DNS server listening on UDP and TCP, with SIGHUP reloading its zones off the loop."""
 
     def __init__(self, loop: Loop, server: DnsServer, zone_paths: list[str],
-                 udp_server: udp.UdpServer, tcp_server: tcp.TcpServer) -> None:
+                 udp_server: udp.UdpServer, tcp_server: tcp.TcpServer, *,
+                 loader: ZoneLoader = load) -> None:
         self.loop = loop
         self.server = server
         self.zone_paths = zone_paths
         self.udp_server = udp_server
         self.tcp_server = tcp_server
+        self.loader = loader
+        self.reloads_failed = 0
+        self._reloading: threading.Thread | None = None
+        self._reload_again = False
+        self._closed = False
         self._sighup = False
         if threading.current_thread() is threading.main_thread():
             try:
@@ -86,15 +125,53 @@ class DnsService:
             except LoopError as exc:
                 log.warning("no SIGHUP reload: %s", exc)
 
-    def reload(self) -> bool:
-        """Load the zone files again and serve them; on failure keep the current zones."""
+    @property
+    def reloading(self) -> bool:
+        """Whether a reload is reading the zone files now."""
+        return self._reloading is not None
+
+    def reload(self) -> None:
+        """Start reading the zone files in a worker thread; the new zones are served once
+        read and indexed, or an error is logged and the current zones stay (on the loop)."""
+        if self._closed:
+            return
+        if self._reloading is not None:
+            self._reload_again = True  # fold SIGHUPs that arrive meanwhile into one more
+            return
+        log.info("reloading zones from %s", ", ".join(self.zone_paths))
+        # A daemon thread: a zone file that blocks its reader (say an $INCLUDE swapped
+        # for a FIFO between the check and the open) must not keep the process alive.
+        self._reloading = threading.Thread(target=self._load_in_thread, daemon=True,
+                                           name="muxio-dns-reload")
+        self._reloading.start()
+
+    def _load_in_thread(self) -> None:
+        result: Responder | ConfigError
         try:
-            zones = load(self.zone_paths)
+            result = self.server.responder_for(self.loader(self.zone_paths))
         except ConfigError as exc:
-            log.error("zone reload failed, still serving the previous zones: %s", exc)
-            return False
-        self.server.reload(zones)
-        return True
+            result = exc
+        except Exception as exc:  # a bug in loading: reported like a load error, not lost
+            log.exception("zone reload crashed")
+            result = ConfigError(f"zone reload crashed: {exc!r}")
+        try:
+            self.loop.call_soon_threadsafe(self._loaded, result)
+        except LoopError:
+            pass  # the loop closed meanwhile: nothing to serve the zones on
+
+    def _loaded(self, result: Responder | ConfigError) -> None:
+        """On the loop: install what the worker read (or log why it could not)."""
+        self._reloading = None
+        if self._closed:
+            return
+        if isinstance(result, ConfigError):
+            self.reloads_failed += 1
+            log.error("zone reload failed, still serving the previous zones: %s", result)
+        else:
+            self.server.install(result)
+        if self._reload_again:
+            self._reload_again = False
+            self.reload()
 
     def describe(self) -> str:
         addresses = [f"udp {format_address(address)}" for address in self.udp_server.addresses]
@@ -104,6 +181,7 @@ class DnsService:
         return f"{', '.join(addresses)} (zones {zones})"
 
     def close(self) -> None:
+        self._closed = True
         if self._sighup:
             self.loop.remove_signal_handler(signal.SIGHUP)
             self._sighup = False
@@ -148,4 +226,6 @@ def start(loop: Loop, args: argparse.Namespace) -> DnsService:
     if socket.AF_INET6 not in {sock.family for sock in tcp_server.sockets} \
             and args.host == "localhost":
         log.info("IPv6 loopback unavailable: serving 127.0.0.1 only")
-    return DnsService(loop, server, list(args.zones), udp_server, tcp_server)
+    max_records = args.max_zone_records
+    return DnsService(loop, server, list(args.zones), udp_server, tcp_server,
+                      loader=lambda paths: load(paths, max_records))

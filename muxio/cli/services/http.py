@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_DEFAULTS.body_timeout,
                         help="longest pause inside a request body "
                              f"(default: {_DEFAULTS.body_timeout:g}); longer gets 408")
+    parser.add_argument("--send-timeout", type=float, metavar="S",
+                        default=_DEFAULTS.send_timeout,
+                        help="abort a connection whose client takes no byte of a pending "
+                             f"response for S seconds (default: {_DEFAULTS.send_timeout:g})")
     parser.add_argument("--max-body", type=int, metavar="BYTES",
                         default=_DEFAULTS.max_body_size,
                         help=f"largest request body (default: {_DEFAULTS.max_body_size}); "
@@ -65,14 +69,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 _FLAGS = {"header_timeout": "--header-timeout", "keepalive_timeout": "--keepalive-timeout",
-          "body_timeout": "--body-timeout", "max_body_size": "--max-body"}
+          "body_timeout": "--body-timeout", "send_timeout": "--send-timeout",
+          "max_body_size": "--max-body"}
 
 
 def config_from(args: argparse.Namespace) -> HttpConfig:
     try:
         return HttpConfig(header_timeout=args.header_timeout,
                           keepalive_timeout=args.keepalive_timeout,
-                          body_timeout=args.body_timeout, max_body_size=args.max_body)
+                          body_timeout=args.body_timeout, send_timeout=args.send_timeout,
+                          max_body_size=args.max_body)
     except ValueError as exc:
         message = str(exc)
         for field, flag in _FLAGS.items():

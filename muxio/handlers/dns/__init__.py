@@ -1,7 +1,12 @@
 """DNS, written once against the handler API: an authoritative server and a resolver.
 
-- `zones`: zone files (dnspython) indexed for lookups; `ZoneSet`, `load_zones`.
-- `answer`: the sans-I/O answering core (query bytes -> response bytes).
+- `zones`: zone files (dnspython) indexed for lookups; `ZoneSet`, `load_zones`; only
+  regular files, bounded records and `$INCLUDE` depth.
+- `lookup`: the authoritative lookup on dnspython objects (the reference algorithm).
+- `wire`, `compiled`: the minimal query parser and the compiled answer path (wire-format
+  templates per (name, type), rendered once from `lookup`).
+- `answer`: the sans-I/O answering core (query bytes -> response bytes): the compiled
+  path, dnspython for the rest.
 - `server`: `DnsServer` (zones, response caches, reload) and its UDP/TCP protocols.
 - `client`: the sans-I/O `Exchange` core and the `Resolver` that drives it over a
   `Network` (`muxio.transports.network.LoopNetwork` on a muxio loop).
