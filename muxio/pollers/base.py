@@ -100,6 +100,9 @@ class Capabilities:
     """Peer hang-up is reported as HUP (select reports it as READ instead)."""
     checks_fd_itself: bool = False
     """The OS call rejects closed fds at register time, so no extra fstat is needed."""
+    completion_tcp: bool = False
+    """TCP connections on this backend run in the poller's completion mode (io_uring: the
+    kernel receives, sends and accepts; see transports/uring_tcp.py), not readiness."""
 
 
 @dataclass(frozen=True)

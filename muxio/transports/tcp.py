@@ -41,7 +41,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from muxio.errors import PollerError
 from muxio.futures import Future
@@ -50,6 +50,14 @@ from muxio.pollers.base import HUP
 from muxio.protocols import Protocol, ProtocolFactory
 from muxio.transports.flow import water_marks
 from muxio.transports.lifecycle import TransportLifecycle, release_socket
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from muxio.transports.uring_tcp import UringTcpServer
+
+    AnyTcpServer: TypeAlias = "TcpServer | UringTcpServer"
+    """What `serve` returns: readiness-mode, or completion-mode on a completion backend."""
 
 log = logging.getLogger("muxio.tcp")
 
@@ -561,9 +569,19 @@ def _listening_sockets(host: str | None, port: int, backlog: int,
 
 def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
           *, loop: Loop, backlog: int | None = None, reuse_port: bool = False,
-          accept_retry_delay: float = 0.1) -> TcpServer:
+          accept_retry_delay: float = 0.1) -> AnyTcpServer:
     """Listen on every address `host` resolves to (`localhost` -> 127.0.0.1 and ::1;
-    None -> all interfaces) and serve each connection with a new protocol."""
+    None -> all interfaces) and serve each connection with a new protocol. On a backend
+    whose capabilities say `completion_tcp`, the connections run in its completion mode
+    (same API; see uring_tcp.py)."""
+    if loop.poller.capabilities.completion_tcp:
+        from muxio.transports import uring_tcp
+        from muxio.transports.uring_port import completion_port
+
+        if completion_port(loop) is not None:
+            return uring_tcp.serve(protocol_factory, host, port, loop=loop, backlog=backlog,
+                                   reuse_port=reuse_port,
+                                   accept_retry_delay=accept_retry_delay)
     sockets = _listening_sockets(host, port, backlog or system_backlog(), reuse_port)
     return TcpServer(loop, protocol_factory, sockets, accept_retry_delay=accept_retry_delay)
 
@@ -572,7 +590,14 @@ def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Lo
             timeout: float | None = None) -> Future[tuple[TcpTransport, Protocol]]:
     """Open a connection; the future gives (transport, protocol) or the connect error
     (e.g. ConnectionRefusedError). Name resolution is synchronous (use IP literals on
-    hot paths)."""
+    hot paths). On a `completion_tcp` backend the connection runs in its completion mode."""
+    if loop.poller.capabilities.completion_tcp:
+        from muxio.transports import uring_tcp
+        from muxio.transports.uring_port import completion_port
+
+        if completion_port(loop) is not None:
+            return uring_tcp.connect(protocol_factory, host, port, loop=loop,
+                                     timeout=timeout)
     future: Future[tuple[TcpTransport, Protocol]] = Future(loop)
     try:
         family, kind, proto, _name, address = socket.getaddrinfo(

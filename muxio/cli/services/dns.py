@@ -105,7 +105,7 @@ class DnsService:
     """A DNS server listening on UDP and TCP, with SIGHUP reloading its zones off the loop."""
 
     def __init__(self, loop: Loop, server: DnsServer, zone_paths: list[str],
-                 udp_server: udp.UdpServer, tcp_server: tcp.TcpServer, *,
+                 udp_server: udp.UdpServer, tcp_server: tcp.AnyTcpServer, *,
                  loader: ZoneLoader = load) -> None:
         self.loop = loop
         self.server = server
@@ -191,7 +191,7 @@ class DnsService:
 
 
 def _listen(loop: Loop, server: DnsServer,
-            args: argparse.Namespace) -> tuple[udp.UdpServer, tcp.TcpServer]:
+            args: argparse.Namespace) -> tuple[udp.UdpServer, tcp.AnyTcpServer]:
     """TCP and UDP on the same port. With port 0, TCP picks one and UDP follows; if that
     port is taken for UDP, try another."""
     attempts = _PORT_ATTEMPTS if args.port == 0 else 1
