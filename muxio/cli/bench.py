@@ -28,6 +28,7 @@ from muxio.bench.runner import (
 )
 from muxio.bench.tls_certs import ThrowawayPki
 from muxio.bench.workloads import TLS_WORKLOADS, WORKLOADS, cpu_count, with_tls
+from muxio.cli import bench_kcp
 from muxio.errors import ConfigError, MuxioError
 from muxio.pollers.registry import default_registry
 
@@ -39,7 +40,7 @@ TLS_PEERS = ("asyncio", "uvloop")
 def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
-    bench.add_argument("workload", choices=sorted(WORKLOADS))
+    bench.add_argument("workload", choices=sorted([*WORKLOADS, *bench_kcp.WORKLOAD_NAMES]))
     bench.add_argument("--backends", default=",".join(default_registry().matrix_names()),
                        help="muxio backends to run (default: every one available here)")
     bench.add_argument("--peers", default=None,
@@ -54,10 +55,13 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     bench.add_argument("--json", type=Path, default=None, help="write all samples here")
     bench.add_argument("--plot", type=Path, default=None, help="write a PNG chart here")
+    bench_kcp.add_arguments(bench)
     bench.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workload in bench_kcp.WORKLOAD_NAMES:
+        return bench_kcp.run(args)
     if not args.tls:
         return _run(args, WORKLOADS[args.workload], PEERS)
     if args.workload not in TLS_WORKLOADS:
