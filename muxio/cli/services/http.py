@@ -5,6 +5,7 @@
     muxio serve http --access-log ...                 # one log line per response
     muxio serve http --tls-cert cert.pem --tls-key key.pem          # HTTPS (ALPN http/1.1)
     muxio serve http --transport kcp --tls-cert ... --tls-key ...   # HTTPS over KCP
+    muxio serve http --protocol minimal     # the benchmark baseline, not the handler
 
 `protocol_factory(scheduler, args)` also lets `python -m adapters --service http` host the
 same handler on asyncio, uvloop or Twisted.
@@ -16,6 +17,7 @@ import argparse
 import logging
 import os
 
+from muxio.bench.minimal_http import MinimalHttpProtocol
 from muxio.cli.services.tcp_service import TcpService, serve_stream, transport_label
 from muxio.cli.tls_options import add_server_arguments
 from muxio.errors import ConfigError
@@ -61,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log one INFO line per response (logger muxio.http.access)")
     parser.add_argument("--transport", choices=sorted(STREAM_TRANSPORTS), default="tcp",
                         help="stream transport (default: tcp; kcp runs over UDP)")
+    parser.add_argument("--protocol", choices=("full", "minimal"), default="full",
+                        help="full: muxio's HTTP handler (default); minimal: a fixed 200 "
+                             "from a bare httptools protocol, the baseline `muxio bench "
+                             "http --protocol minimal` measures the handler against (no "
+                             "limits, no timeouts: never expose it)")
     add_server_arguments(parser, alpn=("http/1.1",))
 
 
@@ -92,6 +99,12 @@ def build_app(args: argparse.Namespace) -> App:
 
 def protocol_factory(scheduler: Scheduler, args: argparse.Namespace) -> ProtocolFactory:
     """The handler factory, for any host (muxio's loop, or asyncio/uvloop/Twisted)."""
+    if getattr(args, "protocol", "full") == "minimal":
+        if args.root is not None or args.access_log:
+            raise ConfigError("--protocol minimal answers every request with a fixed 200: "
+                              "it has no --root and no --access-log; drop them or use "
+                              "--protocol full")
+        return MinimalHttpProtocol
     # `muxio serve` turns the "muxio" loggers up to INFO; the access log stays off unless
     # asked for, since a line per request costs more than serving it.
     logging.getLogger("muxio.http.access").setLevel(
