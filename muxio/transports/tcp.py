@@ -280,10 +280,10 @@ class TcpTransport(TransportLifecycle):
                 return
             del buffer[:sent]
             if buffer:
-                if self._edge:
-                    # The socket may still take more; on ET there will be no new report
-                    # until it drains, so try again at once (bounded by EAGAIN above).
-                    self._loop.call_soon(self._continue_writing)
+                # A short send means the socket buffer is full (the kernel marks it
+                # SOCK_NOSPACE), so the next report comes when ACKs free space: at once
+                # again on a level-triggered poller, as a new EPOLLOUT edge on an
+                # edge-triggered one. Trying again now would only meet EAGAIN.
                 return
         self._loop.remove_writer(self._fd)
         self._maybe_resume()
@@ -293,10 +293,6 @@ class TcpTransport(TransportLifecycle):
             self._lose(None)
         elif self._eof_pending:
             self._shutdown_write()
-
-    def _continue_writing(self) -> None:
-        if self._buffer and not self._lost:
-            self._write_ready()
 
     def write_eof(self) -> None:
         if self._eof_pending or self._eof_written or self._closing:
