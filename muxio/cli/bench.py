@@ -3,6 +3,8 @@
     muxio bench echo --rounds 5 --duration 3 --json bench.json --plot bench.png
     muxio bench http --tls              # HTTPS keep-alive: muxio's TLS layer vs asyncio/uvloop's
     muxio bench http-close --tls        # a full TLS handshake per request
+    muxio bench http --protocol minimal # + each host with a bare httptools protocol:
+                                        #   the handler's own µs per request, per host
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from rich.table import Table
 
 from muxio.bench.host import host_facts
 from muxio.bench.runner import (
+    Target,
     TargetResult,
     Workload,
+    handler_cost,
     muxio_target,
     peer_target,
     plot,
@@ -33,6 +37,8 @@ from muxio.errors import ConfigError, MuxioError
 from muxio.pollers.registry import default_registry
 
 PEERS = ("asyncio", "uvloop", "twisted")
+MINIMAL_WORKLOADS = ("http", "http-close")
+"""Workloads whose service has a minimal protocol to compare the handler with."""
 TLS_PEERS = ("asyncio", "uvloop")
 """Peers that bring their own TLS (Twisted's needs pyOpenSSL)."""
 
@@ -49,6 +55,11 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--tls", action="store_true",
                        help=f"over TLS ({', '.join(TLS_WORKLOADS)}): muxio's TLS layer "
                             f"against the peers' own TLS, with a throwaway certificate")
+    bench.add_argument("--protocol", choices=("full", "minimal"), default="full",
+                       help="full: the handler on each host (default); minimal: beside it, "
+                            "the same host serving a fixed 200 from a bare httptools "
+                            "protocol, so the handler's own server CPU µs per request is a "
+                            f"column (workloads: {', '.join(MINIMAL_WORKLOADS)})")
     bench.add_argument("--reference", default="asyncio",
                        help="the column ratios are computed against (default: asyncio)")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
@@ -85,9 +96,15 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
     if unknown:
         raise ConfigError(f"--peers {unknown} unknown{' with --tls' if args.tls else ''}; "
                           f"choose from {', '.join(known_peers)}")
-    targets = ([peer_target(peer, workload.service, workload.service_args) for peer in peers]
-               + [muxio_target(backend, workload.service, workload.service_args)
-                  for backend in backends])
+    if args.protocol == "minimal" and args.workload not in MINIMAL_WORKLOADS:
+        raise ConfigError(f"--protocol minimal is for the workloads "
+                          f"{', '.join(MINIMAL_WORKLOADS)}, not {args.workload}")
+    variants = (False, True) if args.protocol == "minimal" else (False,)
+    targets: list[Target] = (
+        [peer_target(peer, workload.service, workload.service_args, baseline=baseline)
+         for peer in peers for baseline in variants]
+        + [muxio_target(backend, workload.service, workload.service_args, baseline=baseline)
+           for backend in backends for baseline in variants])
     names = [target.name for target in targets]
     if args.reference not in names:
         raise ConfigError(f"--reference {args.reference!r} is not among the targets {names}")
@@ -106,7 +123,8 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
                                  duration=args.duration, progress=advance)
     console.print(render_table(workload.unit, results, args.reference))
     meta = {**host, "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration,
-            "backends": backends, "peers": peers, "tls": args.tls}
+            "backends": backends, "peers": peers, "tls": args.tls,
+            "protocol": args.protocol}
     if args.json:
         args.json.write_text(to_json(workload, results, args.reference, meta))
         console.print(f"samples written to {args.json}")
@@ -120,16 +138,30 @@ def render_table(unit: str, results: list[TargetResult], reference: str) -> Tabl
     ref = next(result for result in results if result.target == reference)
     ref_rate = ref.median("ops_per_second")
     ref_cpu = ref.median("server_cpu_us_per_op")
-    table = Table(title=f"medians; ratios are to {reference} measured in the same run")
-    for column in ("target", f"{unit}/s", f"x {reference}", f"server CPU µs/{unit}",
-                   "user", "system", f"CPU x {reference}", f"{unit}/s min-max"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    with_baselines = any(result.baseline for result in results)
+    title = f"medians; ratios are to {reference} measured in the same run"
+    if with_baselines:
+        title += (f"; handler = server CPU µs/{unit} over the same host's (minimal) "
+                  f"column")
+    table = Table(title=title)
+    columns = ["target", f"{unit}/s", f"x {reference}", f"server CPU µs/{unit}", "user",
+               "system", f"CPU x {reference}"]
+    if with_baselines:
+        columns.append(f"handler µs/{unit}")
+    columns.append(f"{unit}/s min-max")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "target" else "right",
+                         no_wrap=column == "target")
     for result in results:
         rate = result.median("ops_per_second")
         cpu = result.median("server_cpu_us_per_op")
         low, high = result.spread("ops_per_second")
-        table.add_row(result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", f"{cpu:.1f}",
-                      f"{result.median('server_user_us_per_op'):.1f}",
-                      f"{result.median('server_system_us_per_op'):.1f}",
-                      f"{cpu / ref_cpu:.2f}", f"{low:,.0f}-{high:,.0f}")
+        row = [result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", f"{cpu:.1f}",
+               f"{result.median('server_user_us_per_op'):.1f}",
+               f"{result.median('server_system_us_per_op'):.1f}", f"{cpu / ref_cpu:.2f}"]
+        if with_baselines:
+            cost = handler_cost(results, result)
+            row.append("" if cost is None else f"{cost:.1f}")
+        row.append(f"{low:,.0f}-{high:,.0f}")
+        table.add_row(*row)
     return table

@@ -5,6 +5,7 @@
     muxio serve http --access-log ...                 # one log line per response
     muxio serve http --tls-cert cert.pem --tls-key key.pem          # HTTPS (ALPN http/1.1)
     muxio serve http --transport kcp --tls-cert ... --tls-key ...   # HTTPS over KCP
+    muxio serve http --protocol minimal     # the benchmark baseline, not the handler
 
 The handler and its options come from `muxio.handlers.http` (its hosting shape), which
 `python -m adapters --service http` uses as well to host it on asyncio, uvloop or Twisted.

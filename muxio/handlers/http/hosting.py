@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from muxio.handlers.http.app import App, Router, hello_app
 from muxio.handlers.http.config import HttpConfig
+from muxio.handlers.http.minimal import MinimalHttpProtocol
 from muxio.handlers.http.protocol import access_log, http_protocol_factory
 from muxio.handlers.http.static import StaticFiles
 from muxio.protocols import ProtocolFactory, Scheduler
@@ -35,8 +36,15 @@ class HttpServiceConfig:
     """Serve the files under this directory; None serves the hello endpoint."""
     access_log: bool = False
     """Log one INFO line per response (logger muxio.http.access)."""
+    minimal: bool = False
+    """Host the benchmark baseline (`MinimalHttpProtocol`: a fixed 200, no limits) instead
+    of the handler; `muxio bench http --protocol minimal` measures the handler against it."""
 
     def __post_init__(self) -> None:
+        if self.minimal and (self.root is not None or self.access_log):
+            raise ValueError("--protocol minimal answers every request with a fixed 200: "
+                             "it has no --root and no --access-log; drop them or use "
+                             "--protocol full")
         if self.root is not None and not os.path.isdir(self.root):
             raise ValueError(f"--root {self.root!r} is not a directory")
 
@@ -76,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"larger gets 413")
     parser.add_argument("--access-log", action="store_true",
                         help="log one INFO line per response (logger muxio.http.access)")
+    parser.add_argument("--protocol", choices=("full", "minimal"), default="full",
+                        help="full: muxio's HTTP handler (default); minimal: a fixed 200 "
+                             "from a bare httptools protocol, the baseline `muxio bench "
+                             "http --protocol minimal` measures the handler against (no "
+                             "limits, no timeouts: never expose it)")
 
 
 def config_from(args: argparse.Namespace) -> HttpServiceConfig:
@@ -90,13 +103,16 @@ def config_from(args: argparse.Namespace) -> HttpServiceConfig:
         for name, flag in _FLAGS.items():
             message = message.replace(f"HttpConfig.{name}", flag)
         raise ValueError(message) from None
-    return HttpServiceConfig(http=http, root=args.root, access_log=args.access_log)
+    return HttpServiceConfig(http=http, root=args.root, access_log=args.access_log,
+                             minimal=getattr(args, "protocol", "full") == "minimal")
 
 
 def protocol_factory(scheduler: Scheduler,
                      config: HttpServiceConfig | None = None) -> ProtocolFactory:
     """An HttpProtocol per connection, serving the configured app."""
     config = config or HttpServiceConfig()
+    if config.minimal:
+        return MinimalHttpProtocol
     # A host may turn the "muxio" loggers up to INFO; the access log stays off unless
     # asked for, since a line per request costs more than serving it.
     access_log.setLevel(logging.INFO if config.access_log else logging.WARNING)
