@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service", choices=sorted(SERVICES), required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--backlog", type=int, default=None,
+                        help="listen backlog for asyncio, uvloop and threads (default: "
+                             "asyncio's 100 on asyncio/uvloop, somaxconn on threads)")
     threads = parser.add_argument_group("--loop threads")
     threads.add_argument("--lock", choices=("server", "connection"), default="server",
                          help="serialise handler callbacks with one lock per server "
@@ -36,8 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     threads.add_argument("--stack-size", type=int, default=None, metavar="KIB",
                          help="stack of each thread in KiB (default: "
                               "threads_host.DEFAULT_STACK_SIZE)")
-    threads.add_argument("--backlog", type=int, default=None,
-                         help="listen backlog (default: the system's somaxconn)")
     known, rest = parser.parse_known_args(argv)
     module: Any = importlib.import_module(SERVICES[known.service])
     if not hasattr(module, "protocol_factory"):
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         from adapters import asyncio_host
 
         asyncio_host.run(build, known.host, known.port, ready,
-                         use_uvloop=known.loop == "uvloop")
+                         use_uvloop=known.loop == "uvloop", backlog=known.backlog)
     return 0
 
 

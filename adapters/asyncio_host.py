@@ -18,10 +18,11 @@ FactoryBuilder = Callable[[Scheduler], ProtocolFactory]
 
 
 async def _serve(build: FactoryBuilder, host: str, port: int,
-                 ready: Callable[[str], None]) -> None:
+                 ready: Callable[[str], None], backlog: int) -> None:
     loop = asyncio.get_running_loop()
     factory: Any = build(loop)
-    server = await loop.create_server(factory, host, port, reuse_address=True)
+    server = await loop.create_server(factory, host, port, reuse_address=True,
+                                      backlog=backlog)
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -34,11 +35,13 @@ async def _serve(build: FactoryBuilder, host: str, port: int,
 
 
 def run(build: FactoryBuilder, host: str, port: int, ready: Callable[[str], None],
-        *, use_uvloop: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM on asyncio's default loop, or on uvloop."""
+        *, use_uvloop: bool = False, backlog: int | None = None) -> None:
+    """Serve until SIGINT/SIGTERM on asyncio's default loop, or on uvloop. `backlog`
+    defaults to asyncio's own (100)."""
+    serving = _serve(build, host, port, ready, 100 if backlog is None else backlog)
     if use_uvloop:
         import uvloop
 
-        uvloop.run(_serve(build, host, port, ready))
+        uvloop.run(serving)
     else:
-        asyncio.run(_serve(build, host, port, ready))
+        asyncio.run(serving)

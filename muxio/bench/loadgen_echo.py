@@ -3,6 +3,11 @@ come back, repeatedly, for D seconds. Prints one JSON line: {"messages": N, "sec
 
     python -m muxio.bench.loadgen_echo --port 7007 --connections 50 --size 100 --duration 3
 
+With `--connect-first` every connection is opened before any message is sent; a line
+{"connected": C} is printed then, and the D seconds (and the count) start only after it,
+so that the cost of opening 10 000 connections is not mixed into the rate. The result line
+then also carries the round-trip latency percentiles of the window ("p50_ms", "p99_ms").
+
 Runs on uvloop when installed (the fastest Python client, so that the load generator is
 not the bottleneck), else on asyncio. Counts only complete round trips.
 """
@@ -15,29 +20,47 @@ import json
 import time
 from typing import Any
 
+LATENCY_SAMPLES = 1_000_000
+"""At most this many round-trip times are kept (the first ones of the window)."""
+
 
 class PingPong(asyncio.Protocol):
-    def __init__(self, message: bytes, counter: list[int], deadline: float) -> None:
+    def __init__(self, message: bytes, counter: list[int], deadline: float, *,
+                 start_on_connect: bool = True, latencies: list[float] | None = None) -> None:
         self.message = message
         self.size = len(message)
         self.counter = counter
         self.deadline = deadline
+        self.start_on_connect = start_on_connect
+        self.latencies = latencies
+        self.sent_at = 0.0
         self.pending = 0
         self.transport: Any = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        transport.write(self.message)
+        if self.start_on_connect:
+            self.start(self.deadline)
+
+    def start(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.sent_at = time.monotonic()
+        self.transport.write(self.message)
 
     def data_received(self, data: bytes) -> None:
         self.pending += len(data)
         while self.pending >= self.size:
             self.pending -= self.size
             self.counter[0] += 1
-            if time.monotonic() >= self.deadline:
+            now = time.monotonic()
+            latencies = self.latencies
+            if latencies is not None and len(latencies) < LATENCY_SAMPLES:
+                latencies.append(now - self.sent_at)
+            if now >= self.deadline:
                 self.transport.close()
                 return
+            self.sent_at = now
             self.transport.write(self.message)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -45,20 +68,40 @@ class PingPong(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def run(host: str, port: int, connections: int, size: int, duration: float) -> None:
+def percentile(values: list[float], fraction: float) -> float:
+    """The `fraction` quantile of `values` (nearest rank; values need not be sorted)."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def run(host: str, port: int, connections: int, size: int,  # noqa: PLR0917
+              duration: float, connect_first: bool = False) -> None:
     loop = asyncio.get_running_loop()
     counter = [0]
     message = b"m" * size
     start = time.monotonic()
     deadline = start + duration
+    latencies: list[float] | None = [] if connect_first else None
     protocols = []
     for _ in range(connections):
         _, protocol = await loop.create_connection(
-            lambda: PingPong(message, counter, deadline), host, port)
+            lambda: PingPong(message, counter, deadline, start_on_connect=not connect_first,
+                             latencies=latencies), host, port)
         protocols.append(protocol)
+    result: dict[str, float] = {}
+    if connect_first:
+        print(json.dumps({"connected": connections}), flush=True)
+        start = time.monotonic()
+        deadline = start + duration
+        for protocol in protocols:
+            protocol.start(deadline)
     await asyncio.wait_for(asyncio.gather(*(p.done for p in protocols)), duration + 30)
-    print(json.dumps({"messages": counter[0], "seconds": time.monotonic() - start}),
-          flush=True)
+    result = {"messages": counter[0], "seconds": time.monotonic() - start}
+    if latencies:
+        result["p50_ms"] = percentile(latencies, 0.50) * 1000
+        result["p99_ms"] = percentile(latencies, 0.99) * 1000
+    print(json.dumps(result), flush=True)
 
 
 def main() -> None:
@@ -68,8 +111,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--connect-first", action="store_true",
+                        help="open every connection, print {\"connected\": C}, then start "
+                             "the clock (and measure round-trip latency)")
     args = parser.parse_args()
-    coroutine = run(args.host, args.port, args.connections, args.size, args.duration)
+    coroutine = run(args.host, args.port, args.connections, args.size, args.duration,
+                    args.connect_first)
     try:
         import uvloop
     except ImportError:

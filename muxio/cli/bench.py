@@ -1,11 +1,13 @@
 """`muxio bench WORKLOAD`: the same handler on every backend and on the peers, side by side.
 
     muxio bench echo --rounds 5 --duration 3 --json bench.json --plot bench.png
+    muxio bench models --out bench-models      # threads vs event loops, 50..10 000 conns
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -14,42 +16,83 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from muxio.bench.models import (
+    DEFAULT_COUNTS,
+    DEFAULT_IDLE,
+    DEFAULT_PEERS,
+    DEFAULT_THREAD_STACK_KIB,
+    MODEL_WORKLOADS,
+    Plan,
+    model_targets,
+    perf_unavailable,
+    run_plan,
+    summarise,
+    to_json,
+)
+from muxio.bench.models_report import markdown, plot_edge, plot_workload, summary_lines, tables
 from muxio.bench.runner import (
     TargetResult,
     muxio_target,
     peer_target,
     plot,
     run_comparison,
-    to_json,
 )
+from muxio.bench.runner import to_json as comparison_json
 from muxio.bench.workloads import WORKLOADS, cpu_count
 from muxio.errors import ConfigError
 from muxio.testing.matrix import matrix_backends
+from muxio.transports.tcp import system_backlog
 
 PEERS = ("asyncio", "uvloop", "twisted")
+MODEL_PEERS = ("asyncio", "uvloop", "twisted", "threads")
 
 
 def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
-    bench.add_argument("workload", choices=sorted(WORKLOADS))
+    bench.add_argument("workload", choices=sorted([*WORKLOADS, "models"]),
+                       help="a workload, or 'models': echo and HTTP from 50 to 10 000 "
+                            "connections on threads and every event loop")
     bench.add_argument("--backends", default=",".join(matrix_backends()),
                        help="muxio backends to run (default: every one available here)")
-    bench.add_argument("--peers", default=",".join(PEERS),
-                       help="peer loops hosting the same handler (asyncio, uvloop, twisted)")
+    bench.add_argument("--peers", default=None,
+                       help="peer loops hosting the same handler (default: asyncio, uvloop, "
+                            "twisted; for models: asyncio, uvloop, threads)")
     bench.add_argument("--reference", default="asyncio",
                        help="the column ratios are computed against (default: asyncio)")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     bench.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     bench.add_argument("--json", type=Path, default=None, help="write all samples here")
     bench.add_argument("--plot", type=Path, default=None, help="write a PNG chart here")
+    models = bench.add_argument_group("models (muxio bench models)")
+    models.add_argument("--connections", default=",".join(map(str, DEFAULT_COUNTS)),
+                        help="active connection counts (default: %(default)s; those that "
+                             "do not fit the fd limit are skipped with the reason)")
+    models.add_argument("--idle", type=int, default=DEFAULT_IDLE,
+                        help="idle connections held open beside the active ones "
+                             "(default: %(default)s)")
+    models.add_argument("--loads", default=",".join(MODEL_WORKLOADS),
+                        help="workloads to run (default: %(default)s)")
+    models.add_argument("--thread-stack", type=int,
+                        default=DEFAULT_THREAD_STACK_KIB, metavar="KIB",
+                        help="stack size of the thread host's threads (default: "
+                             "%(default)s KiB)")
+    models.add_argument("--out", type=Path, default=Path("bench-models"),
+                        help="directory for models.json, the PNG charts and summary.md "
+                             "(default: %(default)s)")
     bench.set_defaults(func=run)
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.workload == "models":
+        return run_models(args)
     workload = WORKLOADS[args.workload]
     backends = [name for name in args.backends.split(",") if name]
-    peers = [name for name in args.peers.split(",") if name]
+    peers = _names(args.peers if args.peers is not None else ",".join(PEERS))
     unknown = [peer for peer in peers if peer not in PEERS]
     if unknown:
         raise ConfigError(f"--peers {unknown} unknown; choose from {', '.join(PEERS)}")
@@ -75,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {"python": platform.python_version(), "machine": platform.machine(),
             "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration}
     if args.json:
-        args.json.write_text(to_json(workload, results, args.reference, meta))
+        args.json.write_text(comparison_json(workload, results, args.reference, meta))
         console.print(f"samples written to {args.json}")
     if args.plot:
         plot(workload, results, args.plot)
@@ -98,3 +141,67 @@ def render_table(unit: str, results: list[TargetResult], reference: str) -> Tabl
         table.add_row(result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", f"{cpu:.1f}",
                       f"{cpu / ref_cpu:.2f}", f"{low:,.0f}-{high:,.0f}")
     return table
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """`muxio bench models`: run the plan, print a table per workload and count, write
+    the JSON, the charts and summary.md under --out."""
+    peers = _names(args.peers if args.peers is not None else ",".join(DEFAULT_PEERS))
+    unknown = [peer for peer in peers if peer not in MODEL_PEERS]
+    if unknown:
+        raise ConfigError(f"--peers {unknown} unknown; choose from {', '.join(MODEL_PEERS)}")
+    loads = _names(args.loads)
+    if not loads or any(load not in MODEL_WORKLOADS for load in loads):
+        raise ConfigError(f"--loads {args.loads!r}: choose from {', '.join(MODEL_WORKLOADS)}")
+    try:
+        counts = [int(count) for count in _names(args.connections)]
+    except ValueError:
+        raise ConfigError(f"--connections {args.connections!r}: give numbers, e.g. "
+                          f"50,500,5000") from None
+    if not counts or min(counts) < 1:
+        raise ConfigError("--connections needs counts >= 1")
+    if args.idle < 0 or args.rounds < 1 or args.duration <= 0 or args.thread_stack < 32:
+        raise ConfigError("--idle must be >= 0, --rounds >= 1, --duration > 0 and "
+                          "--thread-stack >= 32 (KiB)")
+    targets = model_targets(_names(args.backends), peers, args.thread_stack)
+    backlog = system_backlog()
+    meta: dict[str, Any] = {
+        "python": platform.python_version(), "machine": platform.machine(),
+        "kernel": platform.release(), "cpus": cpu_count(), "rounds": args.rounds,
+        "duration": args.duration, "idle": args.idle, "counts": counts,
+        "thread_stack_kib": args.thread_stack, "backlog": backlog,
+        "load_average_at_start": os.getloadavg(),
+        "syscalls": perf_unavailable() or "perf stat raw_syscalls:sys_enter",
+        "host": f"{cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start "
+                f"(a shared machine shows in the spread); server and load generator "
+                f"pinned apart"}
+    plan = Plan(loads, counts, args.idle, targets, args.rounds, args.duration, meta)
+    console = Console(width=max(Console().width, 160))
+    console.print(f"[bold]models[/bold]: {', '.join(loads)} at {counts} active + {args.idle} "
+                  f"idle connections on {', '.join(t.name for t in targets)}; "
+                  f"{args.rounds} interleaved rounds of {args.duration:g} s; {meta['host']}")
+    total = args.rounds * len(loads) * len(counts) * len(targets)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("models", total=total)
+
+        def advance(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        cells = run_plan(plan, backlog, progress=advance)
+    summaries = summarise(cells)
+    lines = summary_lines(summaries, loads, counts, args.thread_stack)
+    for load in loads:
+        for table in tables(summaries, targets, load, counts):
+            console.print(table)
+        for key in ("throughput", "memory", "edge"):
+            console.print(f"- {lines[f'{load}-{key}']}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "models.json").write_text(to_json(plan, cells, summaries, lines))
+    (args.out / "summary.md").write_text(markdown(summaries, targets, loads, counts,
+                                                  lines=lines, meta=meta))
+    for load in loads:
+        plot_workload(summaries, targets, load, lines, args.out / f"models-{load}.png")
+    plot_edge(summaries, loads, lines, args.out / "models-epoll-et.png")
+    console.print(f"results written to {args.out}/ (models.json, summary.md, "
+                  f"{', '.join(f'models-{load}.png' for load in loads)}, models-epoll-et.png)")
+    return 0
