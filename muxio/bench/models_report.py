@@ -134,15 +134,16 @@ def throughput_line(summaries: Sequence[Summary], workload: str,
     assert threads is not None
     rate = threads.get("ops_per_second") or 0
     best_rate = best.get("ops_per_second") or 0
-    slowest = min(ran, key=lambda s: s.get("ops_per_second") or 0)
+    slowest = min((s for s in ran if s.target != THREADS),
+                  key=lambda s: s.get("ops_per_second") or 0)
     line = (f"{workload} at {connections:,} connections: {best.target} serves the most, "
             f"{best_rate:,.0f} {unit}/s; ")
     if best.target == THREADS:
         line += "the thread host is fastest here"
     else:
         line += f"the thread host serves {rate:,.0f} {unit}/s ({rate / best_rate:.2f}x)"
-    if slowest.target not in (best.target, THREADS):
-        line += (f"; slowest is {slowest.target} at "
+    if slowest.target != best.target:
+        line += (f"; the slowest event loop is {slowest.target} at "
                  f"{slowest.get('ops_per_second') or 0:,.0f} {unit}/s")
     return line + "."
 
