@@ -188,6 +188,7 @@ def run_models(args: argparse.Namespace) -> int:
             progress.update(task, advance=1, description=description)
 
         cells = run_plan(plan, backlog, progress=advance)
+    meta["load_average_at_end"] = os.getloadavg()
     summaries = summarise(cells)
     lines = summary_lines(summaries, loads, counts, args.thread_stack)
     for load in loads:
