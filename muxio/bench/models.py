@@ -149,6 +149,28 @@ class Plan:
 
 # -- processes ------------------------------------------------------------------------------
 
+_children: list[subprocess.Popen[Any]] = []
+"""Every process a cell started; `reap()` kills what is left when a cell ends early."""
+
+
+def spawn(argv: Sequence[str], cpus: set[int] | None, **options: Any) -> subprocess.Popen[Any]:
+    """Start a child for the current cell, pinned to `cpus`."""
+    process = subprocess.Popen(argv, **options)
+    _children.append(process)
+    pin(process.pid, cpus)
+    return process
+
+
+def reap() -> None:
+    """Kill (and wait for) every child of the cell still running: an interrupted or
+    failed cell leaves no server, load generator or perf behind."""
+    while _children:
+        process = _children.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 
 class LineReader:
     """Lines from a child's stdout with a deadline (no read ever blocks past it)."""
@@ -227,10 +249,9 @@ class Server:
         self.target = target
         self.port = free_port()
         self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            target.argv(service, self.port, backlog), stdout=subprocess.PIPE,
+        self.process = spawn(
+            target.argv(service, self.port, backlog), cpus, stdout=subprocess.PIPE,
             stderr=self._stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        pin(self.process.pid, cpus)
         assert self.process.stdout is not None
         self._lines = LineReader(self.process.stdout)
         try:
@@ -278,11 +299,10 @@ class IdleHolder:
     """`muxio.bench.idle_holder`: K silent connections for the length of a cell."""
 
     def __init__(self, port: int, connections: int, cpus: set[int] | None) -> None:
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [sys.executable, "-m", "muxio.bench.idle_holder", "--port", str(port),
-             "--connections", str(connections)], stdin=subprocess.PIPE,
+             "--connections", str(connections)], cpus, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        pin(self.process.pid, cpus)
         assert self.process.stdout is not None
         try:
             line = LineReader(self.process.stdout).readline(START_TIMEOUT)
@@ -334,10 +354,9 @@ class SyscallCounter:
     created after start are counted too: perf inherits into new threads)."""
 
     def __init__(self, pid: int, cpus: set[int] | None) -> None:
-        self.process = subprocess.Popen(
-            ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid)],
+        self.process = spawn(
+            ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid)], cpus,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        pin(self.process.pid, cpus)
 
     def stop(self) -> int | None:
         self.process.send_signal(signal.SIGINT)
@@ -391,11 +410,10 @@ def _close_window(cell: Cell, server: Server, window: Window,
 
 def _run_echo(cell: Cell, server: Server, duration: float,
               load_cpus: set[int] | None) -> None:
-    loader = subprocess.Popen(
+    loader = spawn(
         [sys.executable, "-m", "muxio.bench.loadgen_echo", "--port", str(server.port),
          "--connections", str(cell.connections), "--duration", str(duration),
-         "--connect-first"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    pin(loader.pid, load_cpus)
+         "--connect-first"], load_cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert loader.stdout is not None and loader.stderr is not None
     lines = LineReader(loader.stdout)
     window = None
@@ -451,11 +469,10 @@ def _run_http(cell: Cell, server: Server, duration: float,
         raise BenchError("wrk is not installed: apt-get install wrk")
     seconds = max(1, round(duration))
     window = _open_window(server, load_cpus)
-    loader = subprocess.Popen(
+    loader = spawn(
         [wrk, "-t1", f"-c{cell.connections}", f"-d{seconds}s", "--latency",
-         f"http://127.0.0.1:{server.port}/"], stdout=subprocess.PIPE,
+         f"http://127.0.0.1:{server.port}/"], load_cpus, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    pin(loader.pid, load_cpus)
     try:
         out, err = loader.communicate(timeout=seconds + START_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -502,9 +519,12 @@ def run_cell(cell: Cell, target: ModelTarget, duration: float, backlog: int) -> 
     except (BenchError, OSError) as exc:
         cell.error = f"{exc} {server.stderr_tail()}".strip()
     finally:
-        if holder is not None:
-            holder.close()
-        server.stop()
+        try:
+            if holder is not None:
+                holder.close()
+            server.stop()
+        finally:
+            reap()
 
 
 # -- the plan ---------------------------------------------------------------------------------

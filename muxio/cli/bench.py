@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,11 @@ def run_models(args: argparse.Namespace) -> int:
                   f"idle connections on {', '.join(t.name for t in targets)}; "
                   f"{args.rounds} interleaved rounds of {args.duration:g} s; {meta['host']}")
     total = args.rounds * len(loads) * len(counts) * len(targets)
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # so that each cell's cleanup stops its processes
+
+    signal.signal(signal.SIGTERM, interrupted)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("models", total=total)
 
