@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 LATENCY_SAMPLES = 1_000_000
@@ -49,9 +50,7 @@ class PingPong(asyncio.Protocol):
         self.transport.write(self.message)
 
     def data_received(self, data: bytes) -> None:
-        self.pending += len(data)
-        while self.pending >= self.size:
-            self.pending -= self.size
+        for _ in range(self.complete(data)):
             self.counter[0] += 1
             now = time.monotonic()
             latencies = self.latencies
@@ -63,9 +62,18 @@ class PingPong(asyncio.Protocol):
             self.sent_at = now
             self.transport.write(self.message)
 
+    def complete(self, data: bytes) -> int:
+        """How many whole answers `data` completes (echo: one per `size` bytes)."""
+        self.pending += len(data)
+        answers, self.pending = divmod(self.pending, self.size)
+        return answers
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
-            self.done.set_result(None)
+            if exc is None:
+                self.done.set_result(None)
+            else:  # a reset, or a malformed answer: the run fails, loudly
+                self.done.set_exception(exc)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -75,21 +83,22 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-async def run(host: str, port: int, connections: int, size: int,  # noqa: PLR0917
-              duration: float, connect_first: bool = False) -> None:
+async def drive(host: str, port: int, connections: int,  # noqa: PLR0917
+                duration: float, connect_first: bool,
+                make: Callable[[list[int], float, bool, list[float] | None], PingPong],
+                ) -> dict[str, float]:
+    """Run `connections` ping-pong clients made by `make(counter, deadline, start_now,
+    latencies)`; the result line's fields."""
     loop = asyncio.get_running_loop()
     counter = [0]
-    message = b"m" * size
     start = time.monotonic()
     deadline = start + duration
     latencies: list[float] | None = [] if connect_first else None
     protocols = []
     for _ in range(connections):
         _, protocol = await loop.create_connection(
-            lambda: PingPong(message, counter, deadline, start_on_connect=not connect_first,
-                             latencies=latencies), host, port)
+            lambda: make(counter, deadline, not connect_first, latencies), host, port)
         protocols.append(protocol)
-    result: dict[str, float] = {}
     if connect_first:
         print(json.dumps({"connected": connections}), flush=True)
         start = time.monotonic()
@@ -101,7 +110,30 @@ async def run(host: str, port: int, connections: int, size: int,  # noqa: PLR091
     if latencies:
         result["p50_ms"] = percentile(latencies, 0.50) * 1000
         result["p99_ms"] = percentile(latencies, 0.99) * 1000
+    return result
+
+
+async def run(host: str, port: int, connections: int, size: int,  # noqa: PLR0917
+              duration: float, connect_first: bool = False) -> None:
+    message = b"m" * size
+
+    def make(counter: list[int], deadline: float, start_now: bool,
+             latencies: list[float] | None) -> PingPong:
+        return PingPong(message, counter, deadline, start_on_connect=start_now,
+                        latencies=latencies)
+
+    result = await drive(host, port, connections, duration, connect_first, make)
     print(json.dumps(result), flush=True)
+
+
+def run_on_fastest_loop(coroutine: Coroutine[Any, Any, None]) -> None:
+    """uvloop when installed (the fastest Python client), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
 
 
 def main() -> None:
@@ -115,14 +147,8 @@ def main() -> None:
                         help="open every connection, print {\"connected\": C}, then start "
                              "the clock (and measure round-trip latency)")
     args = parser.parse_args()
-    coroutine = run(args.host, args.port, args.connections, args.size, args.duration,
-                    args.connect_first)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)
+    run_on_fastest_loop(run(args.host, args.port, args.connections, args.size,
+                            args.duration, args.connect_first))
 
 
 if __name__ == "__main__":

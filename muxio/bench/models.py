@@ -18,14 +18,16 @@ stack size stated in the results). Every server gets the same listen backlog (so
 A target is skipped, with the reason, where the connections would not fit its fd limit
 (select: fds < 1024) or the process's.
 
-The measured window. Echo: the load generator opens every connection first and says so;
-the window starts then and lasts `duration` seconds, so accepting 10 000 connections is
-not mixed into the rate. HTTP (wrk): the window is wrk's run, connection setup included.
-Over the window: server CPU time (/proc/PID/stat), syscalls of every server thread
-(`perf stat -e raw_syscalls:sys_enter -p PID`, when perf works here), and for muxio the
-poller's wakeups (polls) and readiness events. Each is divided by the operations the
-load generator completed in the window. Latency: the echo generator's round-trip
-percentiles; wrk's --latency distribution.
+The measured window. The load generator (muxio.bench.loadgen_echo, loadgen_http: one
+message or keep-alive request in flight per connection) opens every connection first and
+says so; the window starts then and lasts `duration` seconds, so accepting 10 000
+connections is not mixed into the rate (wrk opens its connections inside its window: at
+thousands of connections its rate measures accepting). Over the window: server CPU time
+(/proc/PID/stat), syscalls of every server thread (`perf stat -e raw_syscalls:sys_enter
+-p PID`, when perf works here), and for muxio the poller's wakeups (polls) and readiness
+events. Each is divided by the operations the
+load generator completed in the window. Latency: the load generator's round-trip
+percentiles over the window.
 
 Rounds are interleaved (every cell of round 1, then round 2...) so that drift of a shared
 machine hits every target alike; the report shows medians.
@@ -133,7 +135,6 @@ class Cell:
     syscalls_per_op: float | None = None
     polls_per_op: float | None = None
     events_per_poll: float | None = None
-    socket_errors: int = 0
 
 
 @dataclass
@@ -408,12 +409,19 @@ def _close_window(cell: Cell, server: Server, window: Window,
             cell.events_per_poll = (polls["events"] - window.polls["events"]) / wakeups
 
 
-def _run_echo(cell: Cell, server: Server, duration: float,
+LOADERS = {"echo": ("muxio.bench.loadgen_echo", ("--connect-first",)),
+           "http": ("muxio.bench.loadgen_http", ())}
+"""The load generator of each workload: both open every connection first, say so, then
+ping-pong (one message or request in flight per connection) for the duration."""
+
+
+def _run_load(cell: Cell, server: Server, duration: float,
               load_cpus: set[int] | None) -> None:
+    module, options = LOADERS[cell.workload]
     loader = spawn(
-        [sys.executable, "-m", "muxio.bench.loadgen_echo", "--port", str(server.port),
-         "--connections", str(cell.connections), "--duration", str(duration),
-         "--connect-first"], load_cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [sys.executable, "-m", module, "--port", str(server.port), "--connections",
+         str(cell.connections), "--duration", str(duration), *options], load_cpus,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert loader.stdout is not None and loader.stderr is not None
     lines = LineReader(loader.stdout)
     window = None
@@ -429,7 +437,7 @@ def _run_echo(cell: Cell, server: Server, duration: float,
         loader.wait()
         if window is not None and window.perf is not None:
             window.perf.stop()
-        raise BenchError(f"echo load generator: {exc}; "
+        raise BenchError(f"{cell.workload} load generator: {exc}; "
                          f"{loader.stderr.read().decode(errors='replace')[-500:]}") from None
     finally:
         if loader.poll() is None:
@@ -439,55 +447,6 @@ def _run_echo(cell: Cell, server: Server, duration: float,
     cell.operations = int(result["messages"])
     cell.ops_per_second = cell.operations / float(result["seconds"])
     cell.p50_ms, cell.p99_ms = result.get("p50_ms"), result.get("p99_ms")
-    _close_window(cell, server, window, cell.ops_per_second)
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def parse_wrk(output: str) -> tuple[int, float, float | None, float | None, int]:
-    """(requests, seconds, p50 ms, p99 ms, socket errors) from `wrk --latency` output."""
-    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", output)
-    if done is None:
-        raise BenchError(f"wrk reported no requests:\n{output[-800:]}")
-    requests = int(done.group(1))
-    seconds = float(done.group(2)) * _UNITS[done.group(3)] / 1000.0
-    percentiles: dict[str, float] = {}
-    for name, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", output,
-                                        re.MULTILINE):
-        percentiles[name] = float(value) * _UNITS[unit]
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                       r"timeout (\d+)", output)
-    socket_errors = sum(int(n) for n in errors.groups()) if errors else 0
-    return requests, seconds, percentiles.get("50"), percentiles.get("99"), socket_errors
-
-
-def _run_http(cell: Cell, server: Server, duration: float,
-              load_cpus: set[int] | None) -> None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise BenchError("wrk is not installed: apt-get install wrk")
-    seconds = max(1, round(duration))
-    window = _open_window(server, load_cpus)
-    loader = spawn(
-        [wrk, "-t1", f"-c{cell.connections}", f"-d{seconds}s", "--latency",
-         f"http://127.0.0.1:{server.port}/"], load_cpus, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = loader.communicate(timeout=seconds + START_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        loader.kill()
-        loader.communicate()
-        if window.perf is not None:
-            window.perf.stop()
-        raise BenchError(f"wrk did not finish within {seconds + START_TIMEOUT:g} s") from None
-    if loader.returncode != 0:
-        if window.perf is not None:
-            window.perf.stop()
-        raise BenchError(f"wrk failed ({loader.returncode}): {(out + err).strip()[-500:]}")
-    requests, wrk_seconds, cell.p50_ms, cell.p99_ms, cell.socket_errors = parse_wrk(out)
-    cell.operations = requests
-    cell.ops_per_second = requests / wrk_seconds
     _close_window(cell, server, window, cell.ops_per_second)
 
 
@@ -505,10 +464,7 @@ def run_cell(cell: Cell, target: ModelTarget, duration: float, backlog: int) -> 
         with Sampler(server.pid) as sampler:
             if cell.idle:
                 holder = IdleHolder(server.port, cell.idle, load_cpus)
-            if cell.workload == "echo":
-                _run_echo(cell, server, duration, load_cpus)
-            else:
-                _run_http(cell, server, duration, load_cpus)
+            _run_load(cell, server, duration, load_cpus)
         cell.rss_peak_kib = sampler.rss_peak
         cell.threads_peak = sampler.threads_peak
         cell.rss_per_connection_kib = (cell.rss_peak_kib - cell.rss_base_kib) / (
@@ -574,7 +530,7 @@ def run_plan(plan: Plan, backlog: int,
 
 NUMERIC = ("ops_per_second", "p50_ms", "p99_ms", "server_cpu_us_per_op", "rss_base_kib",
            "rss_peak_kib", "rss_per_connection_kib", "threads_peak", "syscalls_per_op",
-           "polls_per_op", "events_per_poll", "socket_errors")
+           "polls_per_op", "events_per_poll")
 
 
 @dataclass

@@ -26,7 +26,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("KiB/conn", "rss_per_connection_kib", "{:.1f}"),
     ("threads", "threads_peak", "{:.0f}"),
     ("syscalls/{unit}", "syscalls_per_op", "{:.2f}"),
-    ("wakeups/{unit}", "polls_per_op", "{:.2f}"),
+    ("wakeups/{unit}", "polls_per_op", "{:.3g}"),
+    ("events/wakeup", "events_per_poll", "{:.3g}"),
 )
 
 
@@ -177,11 +178,13 @@ def edge_line(summaries: Sequence[Summary], workload: str, counts: Sequence[int]
         if not (_ok(level) and _ok(edge)):
             continue
         assert level is not None and edge is not None
-        text = (f"{connections:,}: {edge.get('polls_per_op') or 0:.2f} vs "
-                f"{level.get('polls_per_op') or 0:.2f} wakeups/{unit}")
+        text = (f"{connections:,}: {edge.get('polls_per_op') or 0:.3g} vs "
+                f"{level.get('polls_per_op') or 0:.3g} wakeups/{unit}")
         if edge.get("syscalls_per_op") is not None and level.get("syscalls_per_op") is not None:
             text += (f", {edge.get('syscalls_per_op'):.2f} vs "
                      f"{level.get('syscalls_per_op'):.2f} syscalls/{unit}")
+        text += (f", {edge.get('server_cpu_us_per_op') or 0:.1f} vs "
+                 f"{level.get('server_cpu_us_per_op') or 0:.1f} CPU µs/{unit}")
         parts.append(text)
     if not parts:
         return f"{workload}: epoll and epoll-et did not both run."
@@ -252,27 +255,31 @@ def plot_workload(summaries: Sequence[Summary], targets: Sequence[ModelTarget],
 
 def plot_edge(summaries: Sequence[Summary], workloads: Sequence[str],
               lines: dict[str, str], path: Path) -> None:
-    """epoll (level) vs epoll-et: wakeups and syscalls per operation against connections."""
+    """epoll (level) vs epoll-et: wakeups, syscalls and CPU per operation against
+    connections."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    panels = (("polls_per_op", "poller wakeups per operation, log (poller statistics)"),
+              ("syscalls_per_op", "server syscalls per operation (perf)"),
+              ("server_cpu_us_per_op", "server CPU µs per operation"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(15, 5.2))
     for workload in workloads:
         for target, style in (("muxio/epoll", "-"), ("muxio/epoll-et", "--")):
             marker = "o" if workload == "echo" else "s"
-            for axis, key in zip(axes, ("polls_per_op", "syscalls_per_op"), strict=True):
+            for axis, (key, _) in zip(axes, panels, strict=True):
                 x, y = _series(summaries, workload, target, key)
                 if x:
                     axis.plot(x, y, linestyle=style, marker=marker,
                               label=f"{workload} {target.split('/')[1]}")
-    axes[0].set_title("poller wakeups per operation (poller statistics)")
-    axes[1].set_title("server syscalls per operation (perf raw_syscalls)")
     counts = sorted({s.connections for s in summaries})
-    for axis in axes:
+    for axis, (_, title) in zip(axes, panels, strict=True):
+        axis.set_title(title, fontsize=10)
         _log_connections(axis, counts)
         axis.legend(fontsize=8)
+    axes[0].set_yscale("log")
     _captions(figure, [lines[f"{workload}-edge"] for workload in workloads])
     figure.savefig(path, dpi=100)
     plt.close(figure)

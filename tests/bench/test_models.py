@@ -9,38 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from muxio.bench.models import (
     Cell,
     ModelTarget,
-    parse_wrk,
     perf_unavailable,
     skip_reason,
     summarise,
 )
 from muxio.bench.models_report import markdown_table, reference_count, summary_lines
-from tests.tools import require_module, require_tool
-
-WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8080/
-  1 threads and 50 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     6.28ms    5.08ms  24.72ms   55.66%
-  Latency Distribution
-     50%  850.00us
-     75%    8.74ms
-     90%   13.18ms
-     99%    1.02s
-  3440 requests in 1.01s, 440.08KB read
-  Socket errors: connect 0, read 3, write 0, timeout 2
-Requests/sec:   3391.34
-"""
-
-
-def test_wrk_output_is_parsed_with_its_units() -> None:
-    requests, seconds, p50, p99, errors = parse_wrk(WRK_OUTPUT)
-    assert (requests, seconds, errors) == (3440, 1.01, 5)
-    assert p50 == pytest.approx(0.85) and p99 == pytest.approx(1020.0)
+from tests.tools import require_module
 
 
 def test_targets_past_their_fd_limit_are_skipped_with_the_reason() -> None:
@@ -55,7 +32,8 @@ def test_targets_past_their_fd_limit_are_skipped_with_the_reason() -> None:
 
 def _cell(target: str, connections: int, rate: float, rss_kib: int, **extra: float) -> Cell:
     cell = Cell("echo", target, connections, 100, 1, ok=True, operations=int(rate),
-                ops_per_second=rate, rss_base_kib=20_000, rss_peak_kib=rss_kib,
+                ops_per_second=rate, server_cpu_us_per_op=1e6 / rate,
+                rss_base_kib=20_000, rss_peak_kib=rss_kib,
                 rss_per_connection_kib=(rss_kib - 20_000) / (connections + 100),
                 threads_peak=connections + 3 if target == "threads" else 1)
     for name, value in extra.items():
@@ -84,15 +62,14 @@ def test_summary_lines_are_generated_from_the_medians() -> None:
         "echo: for 5,000 clients (+100 idle) the thread host needs 215 MiB (39.2 KiB per "
         "connection, 5003 OS threads, 512 KiB stacks); muxio/epoll-et holds them in 57 MiB")
     assert lines["echo-edge"] == (
-        "echo, epoll-et vs epoll (level-triggered) at 5,000: 0.20 vs 0.20 wakeups/msg, "
-        "2.20 vs 2.20 syscalls/msg.")
+        "echo, epoll-et vs epoll (level-triggered) at 5,000: 0.2 vs 0.2 wakeups/msg, "
+        "2.20 vs 2.20 syscalls/msg, 50.1 vs 55.6 CPU µs/msg.")
     table = markdown_table(summaries, [ModelTarget("threads", "t", "peer")], "echo", counts)
     assert "| 10000 | threads | failed |" in table
 
 
 def test_bench_models_end_to_end(tmp_path: Path) -> None:
     require_module("matplotlib", "matplotlib")
-    require_tool("wrk", "wrk")
     out = tmp_path / "models"
     result = subprocess.run(
         [sys.executable, "-m", "muxio", "bench", "models", "--connections", "4",
