@@ -576,3 +576,17 @@ def to_json(plan: Plan, cells: Sequence[Cell], summaries: Sequence[Summary],
         "medians": [asdict(summary) for summary in summaries],
         "cells": [asdict(cell) for cell in cells],
     }, indent=2)
+
+
+def from_json(text: str) -> tuple[Plan, list[Cell], list[Summary]]:
+    """The plan, cells and medians of a models.json (to redraw its charts and tables)."""
+    data = json.loads(text)
+    if data.get("benchmark") != "models":
+        raise BenchError("not a models.json written by `muxio bench models`")
+    meta = data["meta"]
+    targets = [ModelTarget(**target) for target in data["targets"]]
+    cells = [Cell(**cell) for cell in data["cells"]]
+    workloads = list(dict.fromkeys(cell.workload for cell in cells))
+    plan = Plan(workloads, meta["counts"], meta["idle"], targets, meta["rounds"],
+                meta["duration"], meta)
+    return plan, cells, [Summary(**summary) for summary in data["medians"]]

@@ -163,10 +163,15 @@ def memory_line(summaries: Sequence[Summary], workload: str, counts: Sequence[in
     return (f"{workload}: for {connections:,} clients (+{idle} idle) the thread host needs "
             f"{(threads.get('rss_peak_kib') or 0) / 1024:.0f} MiB "
             f"({threads.get('rss_per_connection_kib') or 0:.1f} KiB per connection, "
-            f"{threads.get('threads_peak') or 0:.0f} OS threads{stack}); "
+            f"{_threads(threads)}{stack}); "
             f"{lightest.target} holds them in {(lightest.get('rss_peak_kib') or 0) / 1024:.0f}"
             f" MiB ({lightest.get('rss_per_connection_kib') or 0:.1f} KiB per connection, "
-            f"{lightest.get('threads_peak') or 0:.0f} OS thread(s)).")
+            f"{_threads(lightest)}).")
+
+
+def _threads(summary: Summary) -> str:
+    count = round(summary.get("threads_peak") or 0)
+    return f"{count} OS thread{'' if count == 1 else 's'}"
 
 
 def edge_line(summaries: Sequence[Summary], workload: str, counts: Sequence[int]) -> str:
@@ -205,13 +210,20 @@ def summary_lines(summaries: Sequence[Summary], workloads: Sequence[str],
 # -- plots ------------------------------------------------------------------------------------
 
 
+_COLORS = {"threads": "tab:red", "asyncio": "tab:gray", "uvloop": "black",
+           "twisted": "tab:brown", "muxio/epoll": "tab:blue", "muxio/epoll-et": "tab:orange",
+           "muxio/selectors": "tab:green", "muxio/poll": "tab:purple",
+           "muxio/select": "tab:olive"}
+"""Fixed colours, so that the same target looks the same in every chart (red: threads)."""
+
+
 def _style(target: str) -> dict[str, object]:
+    color = _COLORS.get(target, "tab:cyan")
     if target == THREADS:
-        return {"color": "tab:red", "linewidth": 2.5, "marker": "s"}
+        return {"color": color, "linewidth": 2.5, "marker": "s"}
     if target in ("asyncio", "uvloop", "twisted"):
-        return {"color": {"asyncio": "tab:gray", "uvloop": "black"}.get(target, "tab:brown"),
-                "linestyle": "--", "marker": "^"}
-    return {"marker": "o"}
+        return {"color": color, "linestyle": "--", "marker": "^"}
+    return {"color": color, "marker": "o"}
 
 
 def _series(summaries: Sequence[Summary], workload: str, target: str,

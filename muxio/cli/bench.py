@@ -23,7 +23,10 @@ from muxio.bench.models import (
     DEFAULT_PEERS,
     DEFAULT_THREAD_STACK_KIB,
     MODEL_WORKLOADS,
+    Cell,
     Plan,
+    Summary,
+    from_json,
     model_targets,
     perf_unavailable,
     run_plan,
@@ -32,6 +35,7 @@ from muxio.bench.models import (
 )
 from muxio.bench.models_report import markdown, plot_edge, plot_workload, summary_lines, tables
 from muxio.bench.runner import (
+    BenchError,
     TargetResult,
     muxio_target,
     peer_target,
@@ -78,6 +82,9 @@ def register(subparsers: Any) -> None:
                         default=DEFAULT_THREAD_STACK_KIB, metavar="KIB",
                         help="stack size of the thread host's threads (default: "
                              "%(default)s KiB)")
+    models.add_argument("--from-json", type=Path, default=None, metavar="MODELS_JSON",
+                        help="measure nothing: redraw the tables, charts and summary.md of "
+                             "an earlier run's models.json into --out")
     models.add_argument("--out", type=Path, default=Path("bench-models"),
                         help="directory for models.json, the PNG charts and summary.md "
                              "(default: %(default)s)")
@@ -164,6 +171,14 @@ def run_models(args: argparse.Namespace) -> int:
     if args.idle < 0 or args.rounds < 1 or args.duration <= 0 or args.thread_stack < 32:
         raise ConfigError("--idle must be >= 0, --rounds >= 1, --duration > 0 and "
                           "--thread-stack >= 32 (KiB)")
+    console = Console(width=max(Console().width, 160))
+    if args.from_json is not None:
+        try:
+            plan, cells, summaries = from_json(args.from_json.read_text())
+        except (OSError, ValueError, KeyError, TypeError, BenchError) as exc:
+            raise ConfigError(f"--from-json {args.from_json}: {exc}") from None
+        report_models(console, plan, cells, summaries, args.out)
+        return 0
     targets = model_targets(_names(args.backends), peers, args.thread_stack)
     backlog = system_backlog()
     meta: dict[str, Any] = {
@@ -177,7 +192,6 @@ def run_models(args: argparse.Namespace) -> int:
                 f"(a shared machine shows in the spread); server and load generator "
                 f"pinned apart"}
     plan = Plan(loads, counts, args.idle, targets, args.rounds, args.duration, meta)
-    console = Console(width=max(Console().width, 160))
     console.print(f"[bold]models[/bold]: {', '.join(loads)} at {counts} active + {args.idle} "
                   f"idle connections on {', '.join(t.name for t in targets)}; "
                   f"{args.rounds} interleaved rounds of {args.duration:g} s; {meta['host']}")
@@ -195,20 +209,27 @@ def run_models(args: argparse.Namespace) -> int:
 
         cells = run_plan(plan, backlog, progress=advance)
     meta["load_average_at_end"] = os.getloadavg()
-    summaries = summarise(cells)
-    lines = summary_lines(summaries, loads, counts, args.thread_stack)
+    report_models(console, plan, cells, summarise(cells), args.out)
+    return 0
+
+
+def report_models(console: Console, plan: Plan, cells: list[Cell],
+                  summaries: list[Summary], out: Path) -> None:
+    """Tables and summary lines on the console; JSON, summary.md and charts under `out`."""
+    loads, counts, targets = plan.workloads, plan.counts, plan.targets
+    stack = plan.meta.get("thread_stack_kib")
+    lines = summary_lines(summaries, loads, counts, stack)
     for load in loads:
         for table in tables(summaries, targets, load, counts):
             console.print(table)
         for key in ("throughput", "memory", "edge"):
             console.print(f"- {lines[f'{load}-{key}']}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "models.json").write_text(to_json(plan, cells, summaries, lines))
-    (args.out / "summary.md").write_text(markdown(summaries, targets, loads, counts,
-                                                  lines=lines, meta=meta))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "models.json").write_text(to_json(plan, cells, summaries, lines))
+    (out / "summary.md").write_text(markdown(summaries, targets, loads, counts,
+                                             lines=lines, meta=plan.meta))
     for load in loads:
-        plot_workload(summaries, targets, load, lines, args.out / f"models-{load}.png")
-    plot_edge(summaries, loads, lines, args.out / "models-epoll-et.png")
-    console.print(f"results written to {args.out}/ (models.json, summary.md, "
+        plot_workload(summaries, targets, load, lines, out / f"models-{load}.png")
+    plot_edge(summaries, loads, lines, out / "models-epoll-et.png")
+    console.print(f"results written to {out}/ (models.json, summary.md, "
                   f"{', '.join(f'models-{load}.png' for load in loads)}, models-epoll-et.png)")
-    return 0

@@ -101,6 +101,14 @@ def test_bench_models_end_to_end(tmp_path: Path) -> None:
     for chart in ("models-echo.png", "models-http.png", "models-epoll-et.png"):
         assert (out / chart).read_bytes().startswith(b"\x89PNG")
     assert "| 4 | threads |" in (out / "summary.md").read_text()
+    again = tmp_path / "again"  # the charts and tables redrawn from the JSON alone
+    result = subprocess.run(
+        [sys.executable, "-m", "muxio", "bench", "models", "--from-json",
+         str(out / "models.json"), "--out", str(again)], capture_output=True, text=True,
+        timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (again / "summary.md").read_text() == (out / "summary.md").read_text()
+    assert (again / "models-epoll-et.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_bench_models_user_errors_are_one_line() -> None:
