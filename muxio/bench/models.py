@@ -531,6 +531,7 @@ def run_plan(plan: Plan, backlog: int,
 NUMERIC = ("ops_per_second", "p50_ms", "p99_ms", "server_cpu_us_per_op", "rss_base_kib",
            "rss_peak_kib", "rss_per_connection_kib", "threads_peak", "syscalls_per_op",
            "polls_per_op", "events_per_poll")
+RANGED = ("ops_per_second", "server_cpu_us_per_op")
 
 
 @dataclass
@@ -545,6 +546,8 @@ class Summary:
     skipped: str | None
     errors: list[str]
     medians: dict[str, float | None]
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """(min, max) over the rounds of the figures a shared machine moves most."""
 
     def get(self, name: str) -> float | None:
         return self.medians.get(name)
@@ -558,12 +561,15 @@ def summarise(cells: Sequence[Cell]) -> list[Summary]:
     for (workload, target, connections), group in keys.items():
         good = [cell for cell in group if cell.ok]
         medians: dict[str, float | None] = {}
+        ranges: dict[str, tuple[float, float]] = {}
         for name in NUMERIC:
             values = [getattr(cell, name) for cell in good if getattr(cell, name) is not None]
             medians[name] = float(statistics.median(values)) if values else None
+            if values and name in RANGED:
+                ranges[name] = (float(min(values)), float(max(values)))
         summaries.append(Summary(
             workload, target, connections, group[0].idle, len(good), group[0].skipped,
-            sorted({cell.error for cell in group if cell.error}), medians))
+            sorted({cell.error for cell in group if cell.error}), medians, ranges))
     return summaries
 
 
@@ -579,7 +585,8 @@ def to_json(plan: Plan, cells: Sequence[Cell], summaries: Sequence[Summary],
 
 
 def from_json(text: str) -> tuple[Plan, list[Cell], list[Summary]]:
-    """The plan, cells and medians of a models.json (to redraw its charts and tables)."""
+    """The plan, cells and medians (recomputed from the cells) of a models.json, to redraw
+    its charts and tables."""
     data = json.loads(text)
     if data.get("benchmark") != "models":
         raise BenchError("not a models.json written by `muxio bench models`")
@@ -589,4 +596,4 @@ def from_json(text: str) -> tuple[Plan, list[Cell], list[Summary]]:
     workloads = list(dict.fromkeys(cell.workload for cell in cells))
     plan = Plan(workloads, meta["counts"], meta["idle"], targets, meta["rounds"],
                 meta["duration"], meta)
-    return plan, cells, [Summary(**summary) for summary in data["medians"]]
+    return plan, cells, summarise(cells)

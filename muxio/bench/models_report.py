@@ -18,10 +18,10 @@ THREADS = "threads"
 UNITS = {"echo": "msg", "http": "req"}
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     # (header, median key, format)
-    ("{unit}/s", "ops_per_second", "{:,.0f}"),
+    ("{unit}/s (range)", "ops_per_second", "{:,.0f}"),
     ("p50 ms", "p50_ms", "{:.2f}"),
     ("p99 ms", "p99_ms", "{:.2f}"),
-    ("CPU µs/{unit}", "server_cpu_us_per_op", "{:.1f}"),
+    ("CPU µs/{unit} (range)", "server_cpu_us_per_op", "{:.1f}"),
     ("RSS MiB", "rss_peak_kib", "{mib:.0f}"),
     ("KiB/conn", "rss_per_connection_kib", "{:.1f}"),
     ("threads", "threads_peak", "{:.0f}"),
@@ -37,6 +37,16 @@ def _format(key: str, fmt: str, value: float | None) -> str:
     if key == "rss_peak_kib":
         return fmt.format(mib=value / 1024)
     return fmt.format(value)
+
+
+def _cell(summary: Summary, key: str, fmt: str) -> str:
+    """The median, and for the figures that move most on a shared machine, the range of
+    the rounds: '10,711 (7,085-11,234)'."""
+    text = _format(key, fmt, summary.get(key))
+    if key in summary.ranges and summary.rounds_ok > 1:
+        low, high = summary.ranges[key]
+        text += f" ({_format(key, fmt, low)}-{_format(key, fmt, high)})"
+    return text
 
 
 def _find(summaries: Sequence[Summary], workload: str, target: str,
@@ -76,8 +86,7 @@ def tables(summaries: Sequence[Summary], targets: Sequence[ModelTarget], workloa
             if not _ok(summary):
                 table.add_row(target.name, _cell_note(summary))
                 continue
-            table.add_row(target.name, *(_format(key, fmt, summary.get(key))
-                                         for _, key, fmt in COLUMNS))
+            table.add_row(target.name, *(_cell(summary, key, fmt) for _, key, fmt in COLUMNS))
         result.append(table)
     return result
 
@@ -97,7 +106,7 @@ def markdown_table(summaries: Sequence[Summary], targets: Sequence[ModelTarget],
                 lines.append(f"| {connections} | {target.name} | {note} |"
                              + " |" * (len(COLUMNS) - 1))
                 continue
-            cells = [_format(key, fmt, summary.get(key)) for _, key, fmt in COLUMNS]
+            cells = [_cell(summary, key, fmt) for _, key, fmt in COLUMNS]
             lines.append(f"| {connections} | {target.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
