@@ -330,45 +330,97 @@ class IdleHolder:
 
 
 _perf_checked: list[str | None] = []
+PERF_EVENT = "raw_syscalls:sys_enter"
 
 
 def perf_unavailable() -> str | None:
-    """None if `perf stat` can count syscall tracepoints here, else why not."""
+    """None if `perf stat` can count syscall tracepoints here, with a control fifo,
+    else why not."""
     if not _perf_checked:
         perf = shutil.which("perf")
         if perf is None:
             reason: str | None = "perf is not installed (apt-get install linux-perf)"
         else:
-            probe = subprocess.run([perf, "stat", "-x,", "-e", "raw_syscalls:sys_enter",
-                                    "--", "true"], capture_output=True, text=True,
-                                   check=False, timeout=60)
-            counted = re.search(r"^(\d+),", probe.stderr, re.MULTILINE)
+            with tempfile.TemporaryDirectory() as directory:
+                ctl, ack = os.path.join(directory, "ctl"), os.path.join(directory, "ack")
+                os.mkfifo(ctl)
+                os.mkfifo(ack)
+                probe = subprocess.run(
+                    [perf, "stat", "-x,", "-e", PERF_EVENT, "-D", "-1", "--control",
+                     f"fifo:{ctl},{ack}", "--", "true"], capture_output=True, text=True,
+                    check=False, timeout=60)
+            counted = re.search(r"^(\d+|<not counted>),", probe.stderr, re.MULTILINE)
             reason = None if probe.returncode == 0 and counted else (
-                "perf cannot count raw_syscalls:sys_enter here (perf_event_paranoid or "
-                f"tracefs): {probe.stderr.strip()[-200:]}")
+                f"perf cannot count {PERF_EVENT} with a control fifo here "
+                f"(perf_event_paranoid, tracefs, or perf older than 5.10): "
+                f"{probe.stderr.strip()[-200:]}")
         _perf_checked.append(reason)
     return _perf_checked[0]
 
 
 class SyscallCounter:
-    """`perf stat -e raw_syscalls:sys_enter -p PID` from start() to stop() (threads
-    created after start are counted too: perf inherits into new threads)."""
+    """Syscalls of every thread of a process, counted only between enable() and
+    disable(): `perf stat -e raw_syscalls:sys_enter -p PID -D -1 --control fifo:...`.
+
+    It attaches when the server has one thread, before any client: perf then follows every
+    thread created later (the counters are inherited), while attaching to a process that
+    already runs 10 000 threads would take longer than the window itself."""
 
     def __init__(self, pid: int, cpus: set[int] | None) -> None:
+        self._directory = tempfile.mkdtemp(prefix="muxio-perf-")
+        ctl, ack = (os.path.join(self._directory, name) for name in ("ctl", "ack"))
+        os.mkfifo(ctl)
+        os.mkfifo(ack)
+        self._ack = os.open(ack, os.O_RDONLY | os.O_NONBLOCK)
+        self._ctl = -1
         self.process = spawn(
-            ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid)], cpus,
+            ["perf", "stat", "-x,", "-e", PERF_EVENT, "-D", "-1", "--control",
+             f"fifo:{ctl},{ack}", "-p", str(pid)], cpus,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while self._ctl < 0:
+            try:
+                self._ctl = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: perf has not opened its end yet
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    raise BenchError("perf stat did not start its control fifo") from None
+                time.sleep(0.01)
+
+    def _command(self, word: str) -> None:
+        """Send enable/disable and wait for perf's ack (counting has switched)."""
+        os.write(self._ctl, f"{word}\n".encode())
+        ready, _, _ = select.select([self._ack], [], [], START_TIMEOUT)
+        if not ready:
+            raise BenchError(f"perf stat did not acknowledge {word!r}")
+        os.read(self._ack, 64)
+
+    def enable(self) -> None:
+        self._command("enable")
+
+    def disable(self) -> None:
+        self._command("disable")
 
     def stop(self) -> int | None:
+        """End perf; the syscalls counted while enabled (None if perf did not say)."""
         self.process.send_signal(signal.SIGINT)
         try:
             _, stderr = self.process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.communicate()
-            return None
+            stderr = ""
+        self.close()
         counted = re.search(r"^(\d+),", stderr, re.MULTILINE)
         return int(counted.group(1)) if counted else None
+
+    def close(self) -> None:
+        """Release the fifos (idempotent; stop() does it too)."""
+        for fd in (self._ctl, self._ack):
+            if fd >= 0:
+                os.close(fd)
+        self._ctl = self._ack = -1
+        shutil.rmtree(self._directory, ignore_errors=True)
 
 
 # -- one cell ---------------------------------------------------------------------------------
@@ -384,8 +436,9 @@ class Window:
     perf: SyscallCounter | None
 
 
-def _open_window(server: Server, load_cpus: set[int] | None) -> Window:
-    perf = None if perf_unavailable() else SyscallCounter(server.pid, load_cpus)
+def _open_window(server: Server, perf: SyscallCounter | None) -> Window:
+    if perf is not None:
+        perf.enable()
     return Window(time.monotonic(), process_cpu_seconds(server.pid),
                   server.poller_statistics(), perf)
 
@@ -394,6 +447,8 @@ def _close_window(cell: Cell, server: Server, window: Window,
                   ops_per_second: float) -> None:
     seconds = time.monotonic() - window.started
     cpu = process_cpu_seconds(server.pid) - window.cpu
+    if window.perf is not None:
+        window.perf.disable()
     polls = server.poller_statistics()
     syscalls = window.perf.stop() if window.perf is not None else None
     operations = ops_per_second * seconds
@@ -416,7 +471,7 @@ ping-pong (one message or request in flight per connection) for the duration."""
 
 
 def _run_load(cell: Cell, server: Server, duration: float,
-              load_cpus: set[int] | None) -> None:
+              load_cpus: set[int] | None, perf: SyscallCounter | None) -> None:
     module, options = LOADERS[cell.workload]
     loader = spawn(
         [sys.executable, "-m", module, "--port", str(server.port), "--connections",
@@ -427,7 +482,7 @@ def _run_load(cell: Cell, server: Server, duration: float,
     window = None
     try:
         lines.readline(START_TIMEOUT + cell.connections / 100)  # {"connected": C}
-        window = _open_window(server, load_cpus)
+        window = _open_window(server, perf)
         # The generator's clock started with its "connected" line: close the server's
         # window after the same duration, before the connections are torn down.
         time.sleep(max(0.0, window.started + duration - time.monotonic()))
@@ -435,8 +490,6 @@ def _run_load(cell: Cell, server: Server, duration: float,
     except (BenchError, ValueError) as exc:
         loader.kill()
         loader.wait()
-        if window is not None and window.perf is not None:
-            window.perf.stop()
         raise BenchError(f"{cell.workload} load generator: {exc}; "
                          f"{loader.stderr.read().decode(errors='replace')[-500:]}") from None
     finally:
@@ -458,13 +511,15 @@ def run_cell(cell: Cell, target: ModelTarget, duration: float, backlog: int) -> 
     except BenchError as exc:
         cell.error = str(exc)
         return
-    holder = None
+    holder = perf = None
     try:
         cell.rss_base_kib, _ = proc_status(server.pid)
+        if perf_unavailable() is None:
+            perf = SyscallCounter(server.pid, load_cpus)  # before any thread but one
         with Sampler(server.pid) as sampler:
             if cell.idle:
                 holder = IdleHolder(server.port, cell.idle, load_cpus)
-            _run_load(cell, server, duration, load_cpus)
+            _run_load(cell, server, duration, load_cpus, perf)
         cell.rss_peak_kib = sampler.rss_peak
         cell.threads_peak = sampler.threads_peak
         cell.rss_per_connection_kib = (cell.rss_peak_kib - cell.rss_base_kib) / (
@@ -481,6 +536,8 @@ def run_cell(cell: Cell, target: ModelTarget, duration: float, backlog: int) -> 
             server.stop()
         finally:
             reap()
+            if perf is not None:
+                perf.close()
 
 
 # -- the plan ---------------------------------------------------------------------------------
