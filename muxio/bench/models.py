@@ -128,6 +128,9 @@ class Cell:
     p50_ms: float | None = None
     p99_ms: float | None = None
     server_cpu_us_per_op: float | None = None
+    server_cpu_percent: float | None = None
+    """Share of its CPU the server used in the window: on a shared machine the rate is
+    bounded by this share, so compare CPU per operation, not rates, across targets."""
     rss_base_kib: int = 0
     rss_peak_kib: int = 0
     rss_per_connection_kib: float | None = None
@@ -455,6 +458,7 @@ def _close_window(cell: Cell, server: Server, window: Window,
     if operations <= 0:
         return
     cell.server_cpu_us_per_op = cpu / operations * 1e6
+    cell.server_cpu_percent = cpu / seconds * 100
     if syscalls is not None:
         cell.syscalls_per_op = syscalls / operations
     if polls is not None and window.polls is not None:
@@ -585,7 +589,8 @@ def run_plan(plan: Plan, backlog: int,
 
 # -- medians --------------------------------------------------------------------------------
 
-NUMERIC = ("ops_per_second", "p50_ms", "p99_ms", "server_cpu_us_per_op", "rss_base_kib",
+NUMERIC = ("ops_per_second", "p50_ms", "p99_ms", "server_cpu_us_per_op",
+           "server_cpu_percent", "rss_base_kib",
            "rss_peak_kib", "rss_per_connection_kib", "threads_peak", "syscalls_per_op",
            "polls_per_op", "events_per_poll")
 RANGED = ("ops_per_second", "server_cpu_us_per_op")
@@ -617,6 +622,9 @@ def summarise(cells: Sequence[Cell]) -> list[Summary]:
     summaries = []
     for (workload, target, connections), group in keys.items():
         good = [cell for cell in group if cell.ok]
+        for cell in good:  # results written before the field existed: derive it
+            if cell.server_cpu_percent is None and cell.server_cpu_us_per_op is not None:
+                cell.server_cpu_percent = cell.ops_per_second * cell.server_cpu_us_per_op / 1e4
         medians: dict[str, float | None] = {}
         ranges: dict[str, tuple[float, float]] = {}
         for name in NUMERIC:

@@ -22,6 +22,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("p50 ms", "p50_ms", "{:.2f}"),
     ("p99 ms", "p99_ms", "{:.2f}"),
     ("CPU µs/{unit} (range)", "server_cpu_us_per_op", "{:.1f}"),
+    ("CPU %", "server_cpu_percent", "{:.0f}"),
     ("RSS MiB", "rss_peak_kib", "{mib:.0f}"),
     ("KiB/conn", "rss_per_connection_kib", "{:.1f}"),
     ("threads", "threads_peak", "{:.0f}"),
@@ -134,27 +135,31 @@ def _ran(summaries: Sequence[Summary], workload: str, connections: int) -> list[
 
 def throughput_line(summaries: Sequence[Summary], workload: str,
                     counts: Sequence[int]) -> str:
+    """CPU per operation first (what a server costs, whatever share of the CPU it got),
+    then the rates measured."""
     unit = UNITS[workload]
     connections = reference_count(summaries, workload, counts)
     if connections is None:
         return f"{workload}: the thread host and an event loop never both ran."
     ran = _ran(summaries, workload, connections)
-    best = max(ran, key=lambda s: s.get("ops_per_second") or 0)
     threads = _find(summaries, workload, THREADS, connections)
     assert threads is not None
+    loops = [s for s in ran if s.target != THREADS]
+    cheapest = min(loops, key=lambda s: s.get("server_cpu_us_per_op") or float("inf"))
+    cpu = threads.get("server_cpu_us_per_op") or 0
+    cheapest_cpu = cheapest.get("server_cpu_us_per_op") or 0
+    line = (f"{workload} at {connections:,} connections: the thread host spends "
+            f"{cpu:.0f} µs of server CPU per {unit}, ")
+    if cheapest_cpu and cpu:
+        line += f"{cpu / cheapest_cpu:.1f}x {cheapest.target}'s {cheapest_cpu:.0f} µs; "
+    best = max(ran, key=lambda s: s.get("ops_per_second") or 0)
     rate = threads.get("ops_per_second") or 0
     best_rate = best.get("ops_per_second") or 0
-    slowest = min((s for s in ran if s.target != THREADS),
-                  key=lambda s: s.get("ops_per_second") or 0)
-    line = (f"{workload} at {connections:,} connections: {best.target} serves the most, "
-            f"{best_rate:,.0f} {unit}/s; ")
     if best.target == THREADS:
-        line += "the thread host is fastest here"
+        line += f"rates: the thread host is fastest here, {rate:,.0f} {unit}/s"
     else:
-        line += f"the thread host serves {rate:,.0f} {unit}/s ({rate / best_rate:.2f}x)"
-    if slowest.target != best.target:
-        line += (f"; the slowest event loop is {slowest.target} at "
-                 f"{slowest.get('ops_per_second') or 0:,.0f} {unit}/s")
+        line += (f"rates: {best.target} {best_rate:,.0f} {unit}/s, the thread host "
+                 f"{rate:,.0f} ({rate / best_rate:.2f}x)")
     return line + "."
 
 
@@ -245,29 +250,32 @@ def _series(summaries: Sequence[Summary], workload: str, target: str,
 
 def plot_workload(summaries: Sequence[Summary], targets: Sequence[ModelTarget],
                   workload: str, lines: dict[str, str], path: Path) -> None:
-    """Throughput and RSS against connections (log x), every target a line."""
+    """Throughput, CPU per operation and RSS against connections (log x), every target a
+    line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     unit = UNITS[workload]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 5.2))
     for target in targets:
-        x, y = _series(summaries, workload, target.name, "ops_per_second")
-        if x:
-            left.plot(x, y, label=target.name, **_style(target.name))
-        x, y = _series(summaries, workload, target.name, "rss_peak_kib", 1 / 1024)
-        if x:
-            right.plot(x, y, label=target.name, **_style(target.name))
-    left.set_title(f"{workload}: {unit}/s (higher is better)")
-    right.set_title(f"{workload}: server RSS MiB, log (lower is better)")
+        for axis, key, scale in ((left, "ops_per_second", 1.0),
+                                 (middle, "server_cpu_us_per_op", 1.0),
+                                 (right, "rss_peak_kib", 1 / 1024)):
+            x, y = _series(summaries, workload, target.name, key, scale)
+            if x:
+                axis.plot(x, y, label=target.name, **_style(target.name))
+    left.set_title(f"{workload}: {unit}/s (higher is better)", fontsize=10)
+    middle.set_title(f"server CPU µs per {unit}, log (lower is better)", fontsize=10)
+    right.set_title("server RSS MiB, log (lower is better)", fontsize=10)
     counts = sorted({s.connections for s in summaries if s.workload == workload})
-    for axis in (left, right):
+    for axis in (left, middle, right):
         _log_connections(axis, counts)
-    right.set_yscale("log")
-    right.yaxis.set_major_formatter(_plain())
-    right.yaxis.set_minor_formatter(_plain())
+    for axis in (middle, right):
+        axis.set_yscale("log")
+        axis.yaxis.set_major_formatter(_plain())
+        axis.yaxis.set_minor_formatter(_plain())
     left.legend(fontsize=8)
     _captions(figure, [lines[f"{workload}-throughput"], lines[f"{workload}-memory"]])
     figure.savefig(path, dpi=100)
