@@ -5,7 +5,9 @@ come back, repeatedly, for D seconds. Prints one JSON line: {"messages": N, "sec
 
 With `--connect-first` every connection is opened before any message is sent; a line
 {"connected": C} is printed then, and the D seconds (and the count) start only after it,
-so that the cost of opening 10 000 connections is not mixed into the rate. The result line
+so that the cost of opening 10 000 connections is not mixed into the rate. With `--wait-go`
+the clock starts only when a line arrives on stdin (the runner first waits until the server
+has accepted every connection). The result line
 then also carries the round-trip latency percentiles of the window ("p50_ms", "p99_ms").
 
 Runs on uvloop when installed (the fastest Python client, so that the load generator is
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -86,7 +89,7 @@ def percentile(values: list[float], fraction: float) -> float:
 async def drive(host: str, port: int, connections: int,  # noqa: PLR0917
                 duration: float, connect_first: bool,
                 make: Callable[[list[int], float, bool, list[float] | None], PingPong],
-                ) -> dict[str, float]:
+                wait_go: bool = False) -> dict[str, float]:
     """Run `connections` ping-pong clients made by `make(counter, deadline, start_now,
     latencies)`; the result line's fields."""
     loop = asyncio.get_running_loop()
@@ -101,6 +104,8 @@ async def drive(host: str, port: int, connections: int,  # noqa: PLR0917
         protocols.append(protocol)
     if connect_first:
         print(json.dumps({"connected": connections}), flush=True)
+        if wait_go:
+            await loop.run_in_executor(None, sys.stdin.readline)
         start = time.monotonic()
         deadline = start + duration
         for protocol in protocols:
@@ -114,7 +119,7 @@ async def drive(host: str, port: int, connections: int,  # noqa: PLR0917
 
 
 async def run(host: str, port: int, connections: int, size: int,  # noqa: PLR0917
-              duration: float, connect_first: bool = False) -> None:
+              duration: float, connect_first: bool = False, wait_go: bool = False) -> None:
     message = b"m" * size
 
     def make(counter: list[int], deadline: float, start_now: bool,
@@ -122,7 +127,7 @@ async def run(host: str, port: int, connections: int, size: int,  # noqa: PLR091
         return PingPong(message, counter, deadline, start_on_connect=start_now,
                         latencies=latencies)
 
-    result = await drive(host, port, connections, duration, connect_first, make)
+    result = await drive(host, port, connections, duration, connect_first, make, wait_go)
     print(json.dumps(result), flush=True)
 
 
@@ -146,9 +151,12 @@ def main() -> None:
     parser.add_argument("--connect-first", action="store_true",
                         help="open every connection, print {\"connected\": C}, then start "
                              "the clock (and measure round-trip latency)")
+    parser.add_argument("--wait-go", action="store_true",
+                        help="with --connect-first: start the clock when a line arrives on "
+                             "stdin")
     args = parser.parse_args()
     run_on_fastest_loop(run(args.host, args.port, args.connections, args.size,
-                            args.duration, args.connect_first))
+                            args.duration, args.connect_first, args.wait_go))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """HTTP/1.1 keep-alive load with every connection opened first: C connections, each sends
 `GET PATH` and waits for the whole response before the next, for D seconds. Prints
 {"connected": C} once every connection is open (the clock starts then), and at the end
-{"messages": N, "seconds": T, "p50_ms": ..., "p99_ms": ...}.
+{"messages": N, "seconds": T, "p50_ms": ..., "p99_ms": ...}. With `--wait-go` the clock
+starts when a line arrives on stdin.
 
     python -m muxio.bench.loadgen_http --port 8080 --connections 5000 --duration 4
 
@@ -44,8 +45,8 @@ class HttpPingPong(PingPong):
         return answers
 
 
-async def run(host: str, port: int, connections: int, path: str,
-              duration: float) -> None:
+async def run(host: str, port: int, connections: int, path: str,  # noqa: PLR0917
+              duration: float, wait_go: bool = False) -> None:
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
     def make(counter: list[int], deadline: float, start_now: bool,
@@ -53,7 +54,7 @@ async def run(host: str, port: int, connections: int, path: str,
         return HttpPingPong(request, counter, deadline, start_on_connect=start_now,
                             latencies=latencies)
 
-    result = await drive(host, port, connections, duration, True, make)
+    result = await drive(host, port, connections, duration, True, make, wait_go)
     print(json.dumps(result), flush=True)
 
 
@@ -64,9 +65,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--path", default="/")
     parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--wait-go", action="store_true",
+                        help="start the clock when a line arrives on stdin")
     args = parser.parse_args()
     run_on_fastest_loop(run(args.host, args.port, args.connections, args.path,
-                            args.duration))
+                            args.duration, args.wait_go))
 
 
 if __name__ == "__main__":

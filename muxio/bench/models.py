@@ -20,12 +20,13 @@ A target is skipped, with the reason, where the connections would not fit its fd
 
 The measured window. The load generator (muxio.bench.loadgen_echo, loadgen_http: one
 message or keep-alive request in flight per connection) opens every connection first and
-says so; the window starts then and lasts `duration` seconds, so accepting 10 000
-connections is not mixed into the rate (wrk opens its connections inside its window: at
-thousands of connections its rate measures accepting). Over the window: server CPU time
-(/proc/PID/stat), syscalls of every server thread (`perf stat -e raw_syscalls:sys_enter
--p PID`, when perf works here), and for muxio the poller's wakeups (polls) and readiness
-events. Each is divided by the operations the
+says so; the runner waits until the server has accepted them all (its fd count, and for the
+thread host its thread count), opens the window and tells the generator to go. The window
+lasts `duration` seconds, so accepting 10 000 connections is not mixed into the rate (wrk
+opens its connections inside its window: at thousands of connections its rate measures
+accepting). Over the window: server CPU time (/proc/PID/stat), syscalls of every server
+thread (`perf stat -e raw_syscalls:sys_enter -p PID`, when perf works here), and for muxio
+the poller's wakeups (polls) and readiness events. Each is divided by the operations the
 load generator completed in the window. Latency: the load generator's round-trip
 percentiles over the window.
 
@@ -266,6 +267,8 @@ class Server:
             self.stop()
             raise BenchError(f"{target.name} did not start: {line.strip()} "
                              f"{self.stderr_tail()}")
+        self.base_fds = open_fds(self.pid)
+        self.base_threads = proc_status(self.pid)[1]
 
     @property
     def pid(self) -> int:
@@ -468,10 +471,32 @@ def _close_window(cell: Cell, server: Server, window: Window,
             cell.events_per_poll = (polls["events"] - window.polls["events"]) / wakeups
 
 
-LOADERS = {"echo": ("muxio.bench.loadgen_echo", ("--connect-first",)),
-           "http": ("muxio.bench.loadgen_http", ())}
-"""The load generator of each workload: both open every connection first, say so, then
-ping-pong (one message or request in flight per connection) for the duration."""
+LOADERS = {"echo": ("muxio.bench.loadgen_echo", ("--connect-first", "--wait-go")),
+           "http": ("muxio.bench.loadgen_http", ("--wait-go",))}
+"""The load generator of each workload: both open every connection first, say so, wait for
+"go" on stdin, then ping-pong (one message or request in flight per connection) for the
+duration."""
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_until_accepted(server: Server, connections: int, timeout: float) -> None:
+    """Wait until the server holds `connections` more fds than when it started (and, for
+    the thread host, as many more threads): a client's connect() returns before the server
+    accepts, and accepting (and starting threads) must not leak into the measured window."""
+    deadline = time.monotonic() + timeout
+    threaded = server.target.name == "threads"
+    while True:
+        fds = open_fds(server.pid) - server.base_fds
+        threads = proc_status(server.pid)[1] - server.base_threads if threaded else fds
+        if fds >= connections and threads >= connections:
+            return
+        if time.monotonic() > deadline or server.process.poll() is not None:
+            raise BenchError(f"{server.target.name} accepted {fds} of {connections} "
+                             f"connections within {timeout:g} s")
+        time.sleep(0.02)
 
 
 def _run_load(cell: Cell, server: Server, duration: float,
@@ -480,13 +505,18 @@ def _run_load(cell: Cell, server: Server, duration: float,
     loader = spawn(
         [sys.executable, "-m", module, "--port", str(server.port), "--connections",
          str(cell.connections), "--duration", str(duration), *options], load_cpus,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert loader.stdout is not None and loader.stderr is not None
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert loader.stdin is not None and loader.stdout is not None
+    assert loader.stderr is not None
     lines = LineReader(loader.stdout)
     window = None
     try:
-        lines.readline(START_TIMEOUT + cell.connections / 100)  # {"connected": C}
+        settle = START_TIMEOUT + cell.connections / 100
+        lines.readline(settle)  # {"connected": C}
+        wait_until_accepted(server, cell.idle + cell.connections, settle)
         window = _open_window(server, perf)
+        loader.stdin.write(b"go\n")
+        loader.stdin.flush()
         # The generator's clock started with its "connected" line: close the server's
         # window after the same duration, before the connections are torn down.
         time.sleep(max(0.0, window.started + duration - time.monotonic()))
@@ -499,6 +529,7 @@ def _run_load(cell: Cell, server: Server, duration: float,
     finally:
         if loader.poll() is None:
             loader.wait(STOP_TIMEOUT)
+        loader.stdin.close()
         loader.stdout.close()
         loader.stderr.close()
     cell.operations = int(result["messages"])
