@@ -3,6 +3,7 @@
     muxio bench echo --rounds 5 --duration 3 --json bench.json --plot bench.png
     muxio bench http --tls              # HTTPS keep-alive: muxio's TLS layer vs asyncio/uvloop's
     muxio bench http-close --tls        # a full TLS handshake per request
+    muxio bench models --out bench-models     # threads vs event loops, 50..10 000 conns
     muxio bench http --protocol minimal # + each host with a bare httptools protocol:
                                         #   the handler's own µs per request, per host
 """
@@ -32,7 +33,7 @@ from muxio.bench.runner import (
 )
 from muxio.bench.tls_certs import ThrowawayPki
 from muxio.bench.workloads import TLS_WORKLOADS, WORKLOADS, cpu_count, with_tls
-from muxio.cli import bench_kcp
+from muxio.cli import bench_kcp, bench_models
 from muxio.errors import ConfigError, MuxioError
 from muxio.pollers.registry import default_registry
 
@@ -46,12 +47,14 @@ TLS_PEERS = ("asyncio", "uvloop")
 def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
-    bench.add_argument("workload", choices=sorted([*WORKLOADS, *bench_kcp.WORKLOAD_NAMES]))
+    bench.add_argument("workload", choices=sorted([*WORKLOADS, *bench_kcp.WORKLOAD_NAMES,
+                                                 *bench_models.WORKLOAD_NAMES]))
     bench.add_argument("--backends", default=",".join(default_registry().matrix_names()),
                        help="muxio backends to run (default: every one available here)")
     bench.add_argument("--peers", default=None,
                        help="peer loops hosting the same handler (default: asyncio, uvloop, "
-                            "twisted; with --tls: asyncio, uvloop)")
+                            "twisted; with --tls: asyncio, uvloop; for models: asyncio, "
+                            "uvloop, threads)")
     bench.add_argument("--tls", action="store_true",
                        help=f"over TLS ({', '.join(TLS_WORKLOADS)}): muxio's TLS layer "
                             f"against the peers' own TLS, with a throwaway certificate")
@@ -67,12 +70,15 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--json", type=Path, default=None, help="write all samples here")
     bench.add_argument("--plot", type=Path, default=None, help="write a PNG chart here")
     bench_kcp.add_arguments(bench)
+    bench_models.add_arguments(bench)
     bench.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.workload in bench_kcp.WORKLOAD_NAMES:
         return bench_kcp.run(args)
+    if args.workload in bench_models.WORKLOAD_NAMES:
+        return bench_models.run(args)
     if not args.tls:
         return _run(args, WORKLOADS[args.workload], PEERS)
     if args.workload not in TLS_WORKLOADS:
