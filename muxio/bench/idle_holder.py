@@ -1,8 +1,14 @@
-"""Hold many idle TCP connections to a server, on command (the C10K benchmark's idle side).
+"""Hold many idle TCP connections to a server: the clients that are connected but silent
+(a chat user who is not typing, a kept-alive browser tab; the C10K benchmark's idle side).
 
-    python -m muxio.bench.idle_holder --port 7007 [--source 127.0.0.2]
+    python -m muxio.bench.idle_holder --port 7007 --connections 500   # muxio bench models
+    python -m muxio.bench.idle_holder --port 7007 [--source 127.0.0.2]  # muxio bench scale
 
-Reads commands on stdin, one a line, and answers each on stdout:
+With `--connections K`: opens K connections, one at a time, prints {"held": K} once every
+one is established, then waits for EOF on stdin and closes them (exit 1 with the reason
+on stderr if they cannot all be opened).
+
+Without it, it reads commands on stdin, one a line, and answers each on stdout:
 
     hold N     open connections until N are held  -> "held N" (or "error ...")
     probe N    send one byte on N held connections, spread over all of them, and read
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import resource
 import select
 import socket
@@ -35,14 +42,15 @@ _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 class Holder:
-    def __init__(self, host: str, port: int, source: str | None) -> None:
+    def __init__(self, host: str, port: int, source: str | None, batch: int = BATCH) -> None:
         self.address = (host, port)
         self.source = source
+        self.batch = batch
         self.sockets: list[socket.socket] = []
 
     def hold(self, count: int) -> None:
         while len(self.sockets) < count:
-            self._connect_batch(min(BATCH, count - len(self.sockets)))
+            self._connect_batch(min(self.batch, count - len(self.sockets)))
 
     def _connect_batch(self, size: int) -> None:
         pending: dict[int, socket.socket] = {}
@@ -121,13 +129,33 @@ def raise_open_file_limit() -> int:
     return soft
 
 
+def hold_until_eof(holder: Holder, count: int) -> int:
+    """Open `count` connections one at a time (each connect completes before the next, as
+    `muxio bench models` expects), say so, hold them until stdin closes."""
+    try:
+        holder.hold(count)
+        print(json.dumps({"held": len(holder.sockets)}), flush=True)
+        sys.stdin.read()  # until the runner closes our stdin
+    except OSError as exc:
+        print(f"idle holder: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        holder.release()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--source", default=None, help="local address to connect from")
+    parser.add_argument("--connections", type=int, default=None, metavar="K",
+                        help="hold K connections until stdin closes (no commands)")
     args = parser.parse_args(argv)
     limit = raise_open_file_limit()
+    if args.connections is not None:
+        return hold_until_eof(Holder(args.host, args.port, args.source, batch=1),
+                              args.connections)
     holder = Holder(args.host, args.port, args.source)
     try:
         for line in sys.stdin:

@@ -20,8 +20,8 @@ def test_bench_scale_writes_table_json_and_plot(tmp_path: Path) -> None:
     require_module("matplotlib", "matplotlib")
     out, chart = tmp_path / "scale.json", tmp_path / "scale.png"
     result = subprocess.run(
-        [sys.executable, "-m", "muxio", "bench", "scale", "--idle", "0,40", "--rounds", "1",
-         "--duration", "0.3", "--backends", "epoll,select", "--peers", "asyncio",
+        [sys.executable, "-m", "muxio", "bench", "scale", "--idle-levels", "0,40", "--rounds",
+         "1", "--duration", "0.3", "--backends", "epoll,select", "--peers", "asyncio",
          "--workers", "1,2", "--held-per-worker", "30", "--json", str(out), "--plot",
          str(chart)], capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr
@@ -49,14 +49,15 @@ def test_select_stops_at_its_fd_limit_with_its_own_last_point() -> None:
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
-    (["--idle", "0,lots"], "--idle '0,lots': give numbers separated by commas"),
-    (["--idle", "-5"], "--idle '-5': give numbers >= 0"),
+    (["--idle-levels", "0,lots"],
+     "--idle-levels '0,lots': give numbers separated by commas"),
+    (["--idle-levels", "-5"], "--idle-levels '-5': give numbers >= 0"),
     (["--workers", "1,0"], "--workers '1,0': give numbers >= 1"),
     (["--held-per-worker", "0"], "--held-per-worker 0: give 1 or more"),
     (["--peers", "twisted"], "--peers ['twisted'] unknown for scale; choose from asyncio"),
     (["--tls"], "--tls is not for the scale workload"),
     (["--rounds", "0"], "--rounds 0: give 1 or more"),
-    (["--idle", "0,999999"], "999999 idle connections need an open-file limit"),
+    (["--idle-levels", "0,999999"], "999999 idle connections need an open-file limit"),
 ])
 def test_bench_scale_argument_errors_are_one_line(arguments: list[str],
                                                   message: str) -> None:

@@ -20,81 +20,53 @@ import socket
 import threading
 from collections.abc import Callable
 
+from muxio.cli.services.connlog import log_queries
 from muxio.cli.services.tcp_service import format_address
 from muxio.errors import ConfigError, LoopError
-from muxio.handlers.dns import DnsServer, ZoneError, ZoneSet, load_zones
-from muxio.handlers.dns.answer import DEFAULT_MAX_UDP_PAYLOAD, Responder
-from muxio.handlers.dns.server import (
-    DEFAULT_CACHE_SIZE,
-    DEFAULT_MAX_TCP_CONNECTIONS,
-    DEFAULT_TCP_IDLE_TIMEOUT,
-    DEFAULT_TCP_MESSAGE_TIMEOUT,
-)
+from muxio.handlers import dns as handler
+from muxio.handlers.dns import DnsServer, ZoneError, ZoneSet
+from muxio.handlers.dns.answer import Responder
+from muxio.handlers.dns.hosting import DnsServiceConfig
+from muxio.handlers.dns.hosting import load as load_zone_files
 from muxio.handlers.dns.zones import DEFAULT_MAX_RECORDS
 from muxio.loop import Loop
-from muxio.protocols import ProtocolFactory, Scheduler
 from muxio.transports import tcp, udp
 
 log = logging.getLogger("muxio.serve.dns")
 
-DESCRIPTION = "authoritative DNS server for zone files (UDP and TCP on one port)"
-DEFAULT_PORT = 5300
+DESCRIPTION = handler.DESCRIPTION
+DEFAULT_PORT = handler.SERVICE_PORT
 _PORT_ATTEMPTS = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--zone", action="append", required=True, metavar="FILE",
-                        dest="zones", help="a master-format zone file (repeat for several "
-                                           "zones; SIGHUP reloads them all)")
-    parser.add_argument("--max-udp-size", type=int, default=DEFAULT_MAX_UDP_PAYLOAD,
-                        metavar="BYTES", help="largest UDP response, advertised in EDNS "
-                                              f"(default: {DEFAULT_MAX_UDP_PAYLOAD})")
-    parser.add_argument("--tcp-idle-timeout", type=float, default=DEFAULT_TCP_IDLE_TIMEOUT,
-                        metavar="SECONDS", help="close TCP connections that start no query "
-                                                "this long after the last answer "
-                                                f"(default: {DEFAULT_TCP_IDLE_TIMEOUT:g})")
-    parser.add_argument("--tcp-message-timeout", type=float,
-                        default=DEFAULT_TCP_MESSAGE_TIMEOUT, metavar="SECONDS",
-                        help="close TCP connections that do not finish a query this long "
-                             "after its first byte "
-                             f"(default: {DEFAULT_TCP_MESSAGE_TIMEOUT:g})")
-    parser.add_argument("--max-tcp-connections", type=int, default=DEFAULT_MAX_TCP_CONNECTIONS,
-                        metavar="N", help="open TCP connections; a new one closes the least "
-                                          "recently useful (default: "
-                                          f"{DEFAULT_MAX_TCP_CONNECTIONS})")
-    parser.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE,
-                        metavar="ENTRIES", help="encoded responses kept per transport "
-                                                f"(default: {DEFAULT_CACHE_SIZE}; 0 = none)")
-    parser.add_argument("--max-zone-records", type=int, default=DEFAULT_MAX_RECORDS,
-                        metavar="N", help="records one zone may hold "
-                                          f"(default: {DEFAULT_MAX_RECORDS})")
+    handler.add_arguments(parser)
+
+
+def config_from(args: argparse.Namespace) -> DnsServiceConfig:
+    try:
+        return handler.config_from(args)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load(paths: list[str], max_records: int = DEFAULT_MAX_RECORDS) -> ZoneSet:
     """Load the zone files, as a ConfigError naming the file on failure."""
     try:
-        return load_zones(paths, max_records=max_records)
+        return load_zone_files(DnsServiceConfig(zone_files=tuple(paths),
+                                                max_zone_records=max_records))
     except ZoneError as exc:
         raise ConfigError(str(exc)) from exc
 
 
-def dns_server(scheduler: Scheduler, args: argparse.Namespace) -> DnsServer:
-    """The shared server state, for any host (muxio's loop, or an adapter's)."""
-    if args.max_zone_records < 1:
-        raise ConfigError(f"--max-zone-records must be >= 1, got {args.max_zone_records}")
-    zones = load(args.zones, args.max_zone_records)
+def dns_server(loop: Loop, args: argparse.Namespace) -> DnsServer:
+    """The server every UDP endpoint and TCP connection shares, from the flags."""
     try:
-        return DnsServer(zones, scheduler, max_udp_payload=args.max_udp_size,
-                         cache_size=args.cache_size, tcp_idle_timeout=args.tcp_idle_timeout,
-                         tcp_message_timeout=args.tcp_message_timeout,
-                         max_tcp_connections=args.max_tcp_connections)
+        return handler.dns_server(loop, config_from(args))
+    except ZoneError as exc:
+        raise ConfigError(str(exc)) from exc
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-
-
-def protocol_factory(scheduler: Scheduler, args: argparse.Namespace) -> ProtocolFactory:
-    """DNS over TCP only, for hosts that run stream protocols (`python -m adapters`)."""
-    return dns_server(scheduler, args).stream_protocol
 
 
 ZoneLoader = Callable[[list[str]], ZoneSet]
@@ -105,7 +77,7 @@ class DnsService:
     """A DNS server listening on UDP and TCP, with SIGHUP reloading its zones off the loop."""
 
     def __init__(self, loop: Loop, server: DnsServer, zone_paths: list[str],
-                 udp_server: udp.UdpServer, tcp_server: tcp.TcpServer, *,
+                 udp_server: udp.UdpServer, tcp_server: tcp.AnyTcpServer, *,
                  loader: ZoneLoader = load) -> None:
         self.loop = loop
         self.server = server
@@ -184,7 +156,11 @@ class DnsService:
         """Stop listening (UDP answers are immediate: nothing is in flight there); TCP
         clients are closed once their answers are sent."""
         self.udp_server.close()
-        self.tcp_server.accept_queued()
+        # The io_uring listener (--backend uring) has no accept_queued: its accepts are
+        # already posted to the ring.
+        accept_queued = getattr(self.tcp_server, "accept_queued", None)
+        if accept_queued is not None:
+            accept_queued()
         self.tcp_server.close()
         self.tcp_server.close_clients()
 
@@ -202,15 +178,17 @@ class DnsService:
 
 
 def _listen(loop: Loop, server: DnsServer,
-            args: argparse.Namespace) -> tuple[udp.UdpServer, tcp.TcpServer]:
+            args: argparse.Namespace) -> tuple[udp.UdpServer, tcp.AnyTcpServer]:
     """TCP and UDP on the same port. With port 0, TCP picks one and UDP follows; if that
     port is taken for UDP, try another."""
     attempts = _PORT_ATTEMPTS if args.port == 0 else 1
+    stream_factory, datagram_factory = log_queries(
+        server.stream_protocol, server.datagram_protocol, "dns", args, handler.describe_query)
     for attempt in range(attempts):
-        tcp_server = tcp.serve(server.stream_protocol, args.host, args.port, loop=loop,
+        tcp_server = tcp.serve(stream_factory, args.host, args.port, loop=loop,
                                backlog=args.backlog, reuse_port=args.reuse_port)
         try:
-            udp_server = udp.serve(server.datagram_protocol, args.host, tcp_server.port,
+            udp_server = udp.serve(datagram_factory, args.host, tcp_server.port,
                                    loop=loop, reuse_port=args.reuse_port)
         except OSError as exc:
             tcp_server.close()
