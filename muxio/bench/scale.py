@@ -64,9 +64,8 @@ FD_MARGIN = 128
 """fds a server needs besides the idle connections (listeners, loop, ping-pong: 50)."""
 ACCEPT_TIMEOUT = 120.0
 MUXIO_STEP = 2048
-"""Connections opened at once towards `muxio serve` (its listen backlog: somaxconn)."""
-PEER_STEP = 64
-"""... towards a peer (asyncio and uvloop listen with a backlog of 100)."""
+"""Connections opened at once, each step accepted before the next: under the listen
+backlog, somaxconn, which `muxio serve` uses and the peers are given (`--backlog`)."""
 WARM_UP_SECONDS = 1.0
 
 
@@ -231,7 +230,7 @@ def hold_accepted(server: ServerProcess, holders: IdleHolders, count: int, step:
                   timeout: float = ACCEPT_TIMEOUT) -> None:
     """Bring the idle connections to `count`, `step` more at a time, each step waited for
     until the server has accepted it: a burst larger than the server's listen backlog
-    would overflow its queue (asyncio and uvloop listen with a backlog of 100), and a
+    would overflow its queue (asyncio and uvloop listen with a backlog of 100 unless told), and a
     connection dropped there completes only after SYN-ACK retransmits, if at all."""
     held = sum(holders.held)
     if count <= held:
@@ -289,7 +288,7 @@ def sweep(target: Target, levels: Sequence[int], duration: float,
     server_cpus, load_cpus = cpu_sets()
     server = ServerProcess(target, free_port(), server_cpus)
     holders = IdleHolders(server.port)
-    step = MUXIO_STEP if target.kind == "muxio" else PEER_STEP
+    step = MUXIO_STEP
     try:
         warm_up(server, duration, load_cpus)
         baseline_rss = 0

@@ -21,6 +21,7 @@ from muxio.bench.workloads import cpu_count
 from muxio.cli.bench_options import backend_names, counts, peer_names
 from muxio.errors import ConfigError
 from muxio.pollers.registry import default_registry
+from muxio.transports.tcp import system_backlog
 
 WORKLOAD_NAMES = ("scale",)
 
@@ -49,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     worker_counts = [] if args.workers == "0" else counts(args.workers or "1,2,4",
                                                           "--workers")
     registry = default_registry()
-    targets: list[Target] = ([peer_target(peer, "echo") for peer in peers]
+    # The peers listen with somaxconn like `muxio serve` (asyncio's default is 100): the
+    # idle connections arrive in steps of scale.MUXIO_STEP.
+    backlog = ("--backlog", str(system_backlog()))
+    targets: list[Target] = ([peer_target(peer, "echo", backlog) for peer in peers]
                              + [muxio_target(backend, "echo") for backend in backends])
     max_fds = {f"muxio/{backend}": registry.get(backend).capabilities.max_fd
                for backend in backends}
