@@ -29,11 +29,12 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import resource
 import select
 import socket
 import sys
 import time
+
+from muxio.cli.limits import raise_open_file_limit
 
 BATCH = 512
 CONNECT_TIMEOUT = 60.0
@@ -118,15 +119,6 @@ class Holder:
         for sock in self.sockets:
             sock.close()
         self.sockets.clear()
-
-
-def raise_open_file_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard one; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        return hard
-    return soft
 
 
 def hold_until_eof(holder: Holder, count: int) -> int:

@@ -44,7 +44,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from muxio.bench.idle_holder import raise_open_file_limit
 from muxio.bench.runner import (
     BenchError,
     ServerProcess,
@@ -54,6 +53,7 @@ from muxio.bench.runner import (
     free_port,
 )
 from muxio.bench.workloads import echo_load
+from muxio.cli.limits import raise_open_file_limit
 
 DEFAULT_IDLE = (0, 1000, 5000, 15000)
 PEERS = ("asyncio", "uvloop")

@@ -15,6 +15,7 @@ import sys
 from typing import Any, cast
 
 from muxio.cli.graceful import DEFAULT_GRACEFUL_TIMEOUT, GracefulStop, worker_slot
+from muxio.cli.limits import raise_open_file_limit
 from muxio.cli.main import add_backend_option
 from muxio.cli.services import SERVICES, ServiceModule
 from muxio.config import resolve_workers
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
                           f"seconds")
     logging.getLogger("muxio").setLevel(min(logging.getLogger("muxio").getEffectiveLevel(),
                                             logging.INFO))
+    raise_open_file_limit()  # one fd per connection; workers inherit it
     workers = resolve_workers(args.workers)
     if workers.count > 1:
         from muxio.cli.workers import supervise
