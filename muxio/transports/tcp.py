@@ -88,6 +88,8 @@ def system_backlog() -> int:
 _SHARED_EXTRA: dict[str, Any] = {"transport": "tcp"}
 """Every TcpTransport's `_extra` (read only): its own facts are in slots, see
 `TcpTransport.get_extra_info`."""
+
+
 def _not_writing_yet() -> None:
     """A TcpTransport's `_send_queued_callback` before its first write (never called)."""
 
