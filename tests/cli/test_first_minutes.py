@@ -59,6 +59,24 @@ def test_resolve_into_a_closed_pipe_exits_quietly() -> None:
     assert result.stderr == ""
 
 
+def test_any_command_into_a_closed_pipe_exits_quietly() -> None:
+    """`muxio backends --json | head -2` printed a BrokenPipeError traceback."""
+    from muxio.cli.main import EXIT_BROKEN_PIPE
+
+    for command in (["backends", "--json"], ["backends"], ["config"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            result = subprocess.run([sys.executable, "-m", "muxio", *command],
+                                    stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                    cwd=REPO, env=repo_env(), timeout=DEADLINE, check=False)
+        finally:
+            os.close(write_end)
+        assert result.stderr == "", command
+        # rich's Console handles a broken pipe itself, with exit status 1.
+        assert result.returncode in (EXIT_BROKEN_PIPE, 1), command
+
+
 def test_echo_logs_one_line_per_connection_at_v_only() -> None:
     for verbose in ([], ["-v"]):
         argv = ["-m", "muxio", "serve", "echo", "--host", "127.0.0.1", "--port", "0",
