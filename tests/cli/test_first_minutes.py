@@ -94,6 +94,20 @@ def test_echo_logs_one_line_per_connection_at_v_only() -> None:
     assert echo_service.DEFAULT_PORT == 7007
 
 
+def test_http_logs_one_line_per_connection_at_v() -> None:
+    """`serve http -v` logged nothing (its factory was not wrapped like echo's and chat's)."""
+    argv = ["-m", "muxio", "serve", "http", "--host", "127.0.0.1", "--port", "0", "-v"]
+    with started(argv) as http:
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", http.port)) as client:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert client.recv(12) == b"HTTP/1.1 200"
+        status, _, err = http.interrupt()
+    assert status == 0, err
+    lines = re.findall(r"muxio\.serve\.http: tcp connection from 127\.0\.0\.1 port \d+", err)
+    assert len(lines) == 2, err
+
+
 def test_ctrl_c_in_chat_says_goodbye() -> None:
     argv = ["-m", "muxio", "-v", "serve", "chat", "--host", "127.0.0.1", "--port", "0"]
     with started(argv) as server:
