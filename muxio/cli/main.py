@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from muxio import __version__
 from muxio.errors import MuxioError
@@ -29,8 +30,16 @@ SUBCOMMAND_MODULES = (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose usage errors are the house's one line, `muxio: error: ...` (exit 2),
+    pointing at --help instead of printing the whole usage block. Subparsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"muxio: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="muxio", description="Run protocol handlers on any poller and transport.")
     parser.add_argument("--version", action="version", version=f"muxio {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,

@@ -77,6 +77,23 @@ def test_any_command_into_a_closed_pipe_exits_quietly() -> None:
         assert result.returncode in (EXIT_BROKEN_PIPE, 1), command
 
 
+def test_a_usage_error_is_one_line_naming_the_help_to_read() -> None:
+    """argparse's own errors printed the whole usage block (ten lines for serve http) and
+    'muxio serve http: error:'; now they are the house's one line."""
+    for argv, message in (
+            (["serve", "http", "--port", "abc"],
+             "muxio: error: argument --port: invalid int value: 'abc' "
+             "(see 'muxio serve http --help')"),
+            (["serve", "nope"], "muxio: error: argument SERVICE: invalid choice: 'nope'"),
+            (["bench"], "muxio: error: the following arguments are required: workload")):
+        result = subprocess.run([sys.executable, "-m", "muxio", *argv], capture_output=True,
+                                text=True, cwd=REPO, env=repo_env(), timeout=DEADLINE,
+                                check=False)
+        assert result.returncode == 2, argv
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.startswith(message), result.stderr
+
+
 def test_echo_logs_one_line_per_connection_at_v_only() -> None:
     for verbose in ([], ["-v"]):
         argv = ["-m", "muxio", "serve", "echo", "--host", "127.0.0.1", "--port", "0",
