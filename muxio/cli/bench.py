@@ -66,8 +66,9 @@ def register(subparsers: Any) -> None:
                             "the same host serving a fixed 200 from a bare httptools "
                             "protocol, so the handler's own server CPU µs per request is a "
                             f"column (workloads: {', '.join(MINIMAL_WORKLOADS)})")
-    bench.add_argument("--reference", default="asyncio",
-                       help="the column ratios are computed against (default: asyncio)")
+    bench.add_argument("--reference", default=None,
+                       help="the column ratios are computed against (default: asyncio, "
+                            "else the first target)")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     bench.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     bench.add_argument("--json", type=Path, default=None, help="write all samples here")
@@ -116,6 +117,8 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
         + [muxio_target(backend, workload.service, workload.service_args, baseline=baseline)
            for backend in backends for baseline in variants])
     names = [target.name for target in targets]
+    if args.reference is None:
+        args.reference = "asyncio" if "asyncio" in names else names[0]
     if args.reference not in names:
         raise ConfigError(f"--reference {args.reference!r} is not among the targets {names}")
     host = host_facts()  # before the run: the load average says who else was busy
