@@ -42,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
     connections held and msg/s with 1, 2, 4... epoll workers."""
     if args.tls:
         raise ConfigError("--tls is not for the scale workload")
+    from muxio.cli.bench import refuse_what_would_fail_late  # bench imports this module
+
     backends = backend_names(args)
     peers = peer_names(args, scale.PEERS)
+    refuse_what_would_fail_late(args, peers)
     idle = sorted(set(counts(args.idle_levels, "--idle-levels", allow_zero=True)))
     if args.held_per_worker < 1:
         raise ConfigError(f"--held-per-worker {args.held_per_worker}: give 1 or more")

@@ -56,7 +56,7 @@ def test_select_stops_at_its_fd_limit_with_its_own_last_point() -> None:
     (["--held-per-worker", "0"], "--held-per-worker 0: give 1 or more"),
     (["--peers", "twisted"], "--peers ['twisted'] unknown for scale; choose from asyncio"),
     (["--tls"], "--tls is not for the scale workload"),
-    (["--rounds", "0"], "--rounds 0: give 1 or more"),
+    (["--rounds", "0"], "--rounds must be >= 1, got 0"),
     (["--idle-levels", "0,999999"], "999999 idle connections need an open-file limit"),
 ])
 def test_bench_scale_argument_errors_are_one_line(arguments: list[str],
