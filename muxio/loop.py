@@ -277,6 +277,7 @@ class Loop:
                                                   registry=default_registry())
             poller = self.backend_choice.spec.factory()
         self._poller = poller
+        poller.check_closed_fds = False  # the loop drops `closed_fds` after every poll
         self._closed_fds = poller.closed_fds
         self.edge_triggered = poller.capabilities.edge_triggered
         self._clock: Clock = clock or MonotonicClock()
@@ -286,6 +287,8 @@ class Loop:
         self._readers: dict[int, Callable[[], object]] = {}
         self._writers: dict[int, Callable[[], object]] = {}
         self._interest: dict[int, int] = {}
+        self._write_armed: set[int] = set()
+        """Edge-triggered only: fds whose reader keeps WRITE armed (`add_stream_reader`)."""
         self._ready: deque[Handle] = deque()
         self._before_poll: list[Callable[[], object]] = []
         self.call_before_poll: Callable[[Callable[[], object]], None] = self._before_poll.append
@@ -382,12 +385,30 @@ class Loop:
         fd = self._fd_for_update(fileobj)
         replacing = fd in self._readers
         self._readers[fd] = partial(callback, *args) if args else callback
+        self._write_armed.discard(fd)
+        self._update_interest(fd, adding=True, rearm=replacing)
+
+    def add_stream_reader(self, fileobj: FileLike, callback: Callback, *args: object) -> None:
+        """`add_reader` for a stream whose owner adds and removes a writer as its send
+        buffer fills and drains (a TCP transport). On an edge-triggered poller the fd is
+        armed for READ|WRITE once, here, and stays so while the reader is there: then
+        `add_writer`/`remove_writer` only change which callback an EPOLLOUT edge reaches,
+        with no `epoll_ctl` (an edge reports each readiness change once, so keeping WRITE
+        armed wakes nobody while the socket stays writable). An EPOLLOUT that comes with
+        no writer registered costs one dict lookup. On a level-triggered poller this is
+        `add_reader` (WRITE armed there would be reported on every poll)."""
+        fd = self._fd_for_update(fileobj)
+        replacing = fd in self._readers
+        self._readers[fd] = partial(callback, *args) if args else callback
+        if self.edge_triggered:
+            self._write_armed.add(fd)
         self._update_interest(fd, adding=True, rearm=replacing)
 
     def remove_reader(self, fileobj: FileLike) -> bool:
         fd = fd_of(fileobj)
         if self._readers.pop(fd, None) is None:
             return False
+        self._write_armed.discard(fd)
         if not self._closed:
             self._update_interest(fd)
         return True
@@ -418,7 +439,8 @@ class Loop:
         remove_reader, its number reused): the poller is told again even if the events
         did not change, or epoll, which dropped the closed file, would never hear of the
         new one."""
-        events = (READ if fd in self._readers else 0) | (WRITE if fd in self._writers else 0)
+        events = ((READ if fd in self._readers else 0)
+                  | (WRITE if fd in self._writers or fd in self._write_armed else 0))
         old = self._interest.get(fd, 0)
         if events == old and not (rearm and events):
             return
@@ -441,6 +463,7 @@ class Loop:
             if not old:
                 self._readers.pop(fd, None)
                 self._writers.pop(fd, None)
+                self._write_armed.discard(fd)
             raise
         if events:
             self._interest[fd] = events
@@ -452,6 +475,7 @@ class Loop:
         """Drop every trace of a closed fd; returns the (reader, writer) it had."""
         self._poller.discard(fd)
         self._interest.pop(fd, None)
+        self._write_armed.discard(fd)
         return self._readers.pop(fd, None), self._writers.pop(fd, None)
 
     def _drop_closed_fds(self) -> None:
@@ -697,6 +721,7 @@ class Loop:
         self._readers.clear()
         self._writers.clear()
         self._interest.clear()
+        self._write_armed.clear()
         self._poller.close()
         self._waker.close()
 

@@ -1,6 +1,8 @@
 """The TCP write path on an edge-triggered poller: a short send is followed by waiting for
 the next EPOLLOUT edge, never by a send that can only meet EAGAIN; every byte still
-arrives, in order, to a reader that drains slowly."""
+arrives, in order, to a reader that drains slowly. The socket is armed for READ|WRITE once:
+buffering and draining change no interest (no epoll_ctl), and an EPOLLOUT edge that comes
+with nothing buffered reaches no writer."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from muxio.loop import Loop
+from muxio.pollers import READ, WRITE
 from muxio.protocols import Protocol, Transport
 from muxio.transports.tcp import TcpTransport
 
@@ -38,6 +41,26 @@ class CountingSocket:
         return getattr(self.sock, name)
 
 
+class CountingPoller:
+    """Counts the loop's register/modify/unregister calls on its poller."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+        poller = loop.poller
+        self._modify = poller.modify
+        self._register = poller.register
+        poller.modify = self.modify  # type: ignore[method-assign]
+        poller.register = self.register  # type: ignore[method-assign]
+
+    def modify(self, fd: Any, events: int) -> None:
+        self.calls.append(("modify", fd, events))
+        self._modify(fd, events)
+
+    def register(self, fd: Any, events: int) -> None:
+        self.calls.append(("register", fd, events))
+        self._register(fd, events)
+
+
 class Writer(Protocol):
     def connection_made(self, transport: Transport) -> None:
         transport.set_write_buffer_limits(high=len(PAYLOAD) * 2)  # no pause: one big write
@@ -56,6 +79,7 @@ def test_edge_triggered_writes_wait_for_the_edge_after_a_short_send(edge_backend
     server_side.setblocking(False)
     client.setblocking(False)
     with Loop(edge_backend) as loop:
+        interest = CountingPoller(loop)
         transport = TcpTransport(loop, server_side, Writer())
         counting = CountingSocket(server_side)
         transport._sock = counting  # type: ignore[assignment]
@@ -72,6 +96,61 @@ def test_edge_triggered_writes_wait_for_the_edge_after_a_short_send(edge_backend
             assert received == PAYLOAD
             assert counting.sends > 3  # the payload went out in many short sends...
             assert counting.eagain == 0  # ...each one on an edge that had room for it
+            # Armed once for READ|WRITE; the buffer filled and drained many times meanwhile.
+            fd = server_side.fileno()
+            assert interest.calls == [("register", fd, READ | WRITE)]
+            assert loop.poller.registered()[fd] == READ | WRITE
+        finally:
+            transport.abort()
+            loop.run_once(0)
+            client.close()
+
+
+class Echo(Protocol):
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+@pytest.mark.parametrize("edge_backend", ["epoll-et"])
+def test_an_epollout_edge_with_nothing_buffered_reaches_no_writer(edge_backend: str) -> None:
+    """Every data arrival on a READ|WRITE-armed idle socket reports OUT too: the loop finds
+    no writer for it (one dict lookup), so no send and no interest change follow."""
+    server_side, client = socket.socketpair()
+    server_side.setblocking(False)
+    with Loop(edge_backend) as loop:
+        interest = CountingPoller(loop)
+        transport = TcpTransport(loop, server_side, Echo())
+        counting = CountingSocket(server_side)
+        transport._sock = counting  # type: ignore[assignment]
+        outs: list[int] = []
+        poll = loop.poller.poll
+
+        def watching_poll(timeout: float | None = None) -> list[tuple[int, int]]:
+            events = poll(timeout)
+            outs.extend(mask & WRITE for fd, mask in events if fd == server_side.fileno())
+            return events
+
+        loop.poller.poll = watching_poll  # type: ignore[method-assign]
+        try:
+            for round_number in range(5):
+                message = b"ping %d" % round_number
+                client.sendall(message)
+                got = b""
+                deadline = time.monotonic() + DEADLINE
+                while got != message:
+                    assert time.monotonic() < deadline, f"echo of {message!r}: {got!r}"
+                    loop.run_once(0.01)
+                    client.setblocking(False)
+                    try:
+                        got += client.recv(64)
+                    except BlockingIOError:
+                        pass
+            assert any(outs), "the poller reported OUT with the data (READ|WRITE armed)"
+            assert counting.sends == 5  # one per echo: no writer ran on those OUT edges
+            assert interest.calls == [("register", server_side.fileno(), READ | WRITE)]
         finally:
             transport.abort()
             loop.run_once(0)
