@@ -61,6 +61,10 @@ access_log = logging.getLogger("muxio.http.access")
 logger is enabled at INFO (`muxio serve http --access-log`)."""
 
 _INFO = logging.INFO
+_ACCESS_LEVELS: dict[int, bool] = getattr(access_log, "_cache", {})
+"""logging's per-logger cache of isEnabledFor answers (cleared, not replaced, when levels
+change). A cached False is final; anything else is asked of isEnabledFor."""
+_MUST_CLOSE = Ours.MUST_CLOSE
 _NEVER = float("inf")
 _IDLE, _HEAD, _BODY = Phase.IDLE, Phase.HEAD, Phase.BODY
 INTERNAL_ERROR = Response.text("500 Internal Server Error\n", 500, close=True)
@@ -175,6 +179,7 @@ class HttpProtocol(Protocol):
         assert transport is not None
         out = self._out
         budget = self._turn
+        drained = False  # nothing is buffered in the core: no pause check needed
         while self._stream is None and not self._writing_paused:
             if not budget:
                 self._continue_later()
@@ -185,6 +190,9 @@ class HttpProtocol(Protocol):
                 budget -= 1
                 if self._answer(request, transport):
                     return
+                if conn.drained:  # what the next call would say: NEED_DATA
+                    drained = True
+                    break
                 continue
             try:
                 event = conn.next_event()
@@ -214,7 +222,11 @@ class HttpProtocol(Protocol):
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-        if conn.has_buffered_events:
+        if drained:
+            if self._reading_paused:
+                self._reading_paused = False
+                transport.resume_reading()
+        elif conn.has_buffered_events:
             if not self._reading_paused:
                 self._reading_paused = True
                 transport.pause_reading()
@@ -255,10 +267,11 @@ class HttpProtocol(Protocol):
         conn = self._conn
         if type(response.body) is bytes:  # one bytes response: joined with its batch
             self._out.append(conn.respond(response, self._wall_clock()))
-            if access_log.isEnabledFor(_INFO):
+            # Off (the default): one dict hit in logging's own level cache, no call.
+            if _ACCESS_LEVELS.get(_INFO, True) and access_log.isEnabledFor(_INFO):
                 self._log_access(request, response.status, len(response.body))
             self._restart = True
-            if conn.must_close:
+            if conn.our_state is _MUST_CLOSE:
                 self._close()
                 return True
             return False
