@@ -321,7 +321,10 @@ class ServerConnection:
         if type(data) is not bytes:
             data = bytes(data)  # transports give bytes; a caller's buffer may change
         events = self._events
-        if len(events) + data.count(_HEAD_END) > self._depth:
+        room = self._depth - len(events)
+        # Each head ends with its own 4-byte CRLF CRLF: a read of at most 4 * room bytes
+        # cannot hold more than `room` of them, so the count is skipped (a small request).
+        if len(data) > 4 * room and data.count(_HEAD_END) > room:
             # More heads than may be parsed ahead (queued events count as heads: an
             # overestimate, on the safe side): keep the bytes, parse them as asked.
             self._backlog = data
@@ -517,22 +520,24 @@ class ServerConnection:
         parser = self._parser
         assert parser is not None
         keep_alive = parser.should_keep_alive()
-        # llhttp keeps alive by default only when major > 0 and minor > 0, which among the
-        # versions it accepts (0.9, 1.0, 1.1, 2.0, 3.0) is 1.1; otherwise only a Connection
-        # (or Proxy-Connection) header could have asked for it, and such a header sets
-        # `_special`. get_http_version formats a str on every call.
-        version = "1.1" if keep_alive and not self._special else parser.get_http_version()
-        hosts = self._hosts
-        if hosts != 1:
+        if keep_alive and not self._special:
+            # llhttp keeps alive by default only when major > 0 and minor > 0, which among
+            # the versions it accepts (0.9, 1.0, 1.1, 2.0, 3.0) is 1.1; otherwise only a
+            # Connection (or Proxy-Connection) header could have asked for it, and such a
+            # header sets `_special`. (get_http_version formats a str on every call.)
+            version = "1.1"
+            if self._hosts != 1:
+                self._raise(MissingHostError(
+                    f"an HTTP/1.1 request needs exactly one Host header, got {self._hosts}"))
+        else:
+            version = parser.get_http_version()
             if version not in _VERSIONS:
                 self._raise(HttpVersionNotSupportedError(
                     f"HTTP/{version} is not supported; this server speaks HTTP/1.0 and 1.1"))
-            if version == "1.1" or hosts > 1:
+            hosts = self._hosts
+            if hosts != 1 and (version == "1.1" or hosts > 1):
                 self._raise(MissingHostError(
                     f"an HTTP/{version} request needs exactly one Host header, got {hosts}"))
-        elif version not in _VERSIONS:
-            self._raise(HttpVersionNotSupportedError(
-                f"HTTP/{version} is not supported; this server speaks HTTP/1.0 and 1.1"))
         target = self._target
         if self._special:
             expect_continue = self._check_framing(parser, version)
@@ -553,8 +558,10 @@ class ServerConnection:
         method = _METHOD_NAMES.get(raw_method)
         if method is None:
             method = _METHOD_NAMES[raw_method] = raw_method.decode("ascii")
-        self._events.append(Request(method, target, version, self._headers, keep_alive,
-                                    expect_continue=expect_continue))
+        request = Request(method, target, version, self._headers, keep_alive)
+        if expect_continue:
+            request.expect_continue = True  # rare: the constructor's keyword costs a dict
+        self._events.append(request)
         # Ready for the next head (what _reset_head does; inlined on the hot path, with
         # the Content-Length/Transfer-Encoding/Expect fields reset above).
         self._target = b""
