@@ -477,7 +477,8 @@ class ServerConnection:
                 f"(HttpConfig.max_target_size)"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
+        length = len(name)
+        self._head_size += length + len(value) + 4
         if self._head_size + self._target_size > self._max_head:
             self._raise(HeaderFieldsTooLargeError(
                 f"the request head is larger than {self._max_head} bytes "
@@ -490,7 +491,6 @@ class ServerConnection:
         if len(headers) > self._max_headers:
             self._raise(HeaderFieldsTooLargeError(
                 f"more than {self._max_headers} header fields (HttpConfig.max_headers)"))
-        length = len(name)
         if length in _INTERESTING_LENGTHS:  # host, expect, content-length, transfer-encoding,
             lower = name.lower()  # connection, proxy-connection
             if lower == b"host":
