@@ -287,8 +287,11 @@ class Loop:
         self._readers: dict[int, Callable[[], object]] = {}
         self._writers: dict[int, Callable[[], object]] = {}
         self._interest: dict[int, int] = {}
+        self._stream_readers: set[int] = set()
+        """Edge-triggered only: fds read by `add_stream_reader`."""
         self._write_armed: set[int] = set()
-        """Edge-triggered only: fds whose reader keeps WRITE armed (`add_stream_reader`)."""
+        """Of those, the fds armed for WRITE by a first `add_writer`; they stay armed while
+        the reader is there."""
         self._ready: deque[Handle] = deque()
         self._before_poll: list[Callable[[], object]] = []
         self.call_before_poll: Callable[[Callable[[], object]], None] = self._before_poll.append
@@ -385,29 +388,35 @@ class Loop:
         fd = self._fd_for_update(fileobj)
         replacing = fd in self._readers
         self._readers[fd] = partial(callback, *args) if args else callback
+        self._stream_readers.discard(fd)
         self._write_armed.discard(fd)
         self._update_interest(fd, adding=True, rearm=replacing)
 
     def add_stream_reader(self, fileobj: FileLike, callback: Callback, *args: object) -> None:
         """`add_reader` for a stream whose owner adds and removes a writer as its send
-        buffer fills and drains (a TCP transport). On an edge-triggered poller the fd is
-        armed for READ|WRITE once, here, and stays so while the reader is there: then
-        `add_writer`/`remove_writer` only change which callback an EPOLLOUT edge reaches,
-        with no `epoll_ctl` (an edge reports each readiness change once, so keeping WRITE
-        armed wakes nobody while the socket stays writable). An EPOLLOUT that comes with
-        no writer registered costs one dict lookup. On a level-triggered poller this is
-        `add_reader` (WRITE armed there would be reported on every poll)."""
+        buffer fills and drains (a TCP transport). On an edge-triggered poller the first
+        `add_writer` arms the fd for READ|WRITE, and it stays so while the reader is there:
+        from then on `add_writer`/`remove_writer` only change which callback an EPOLLOUT
+        edge reaches, with no `epoll_ctl` (an edge reports each readiness change once, so
+        the armed WRITE wakes nobody while the socket stays writable; an EPOLLOUT that
+        comes with no writer costs one dict lookup). A connection whose buffer never fills
+        (most requests and responses) is never armed for WRITE at all, so its events carry
+        no OUT to look up. On a level-triggered poller this is `add_reader` (WRITE armed
+        there would be reported on every poll)."""
         fd = self._fd_for_update(fileobj)
         replacing = fd in self._readers
         self._readers[fd] = partial(callback, *args) if args else callback
         if self.edge_triggered:
-            self._write_armed.add(fd)
+            self._stream_readers.add(fd)
+        else:
+            self._stream_readers.discard(fd)
         self._update_interest(fd, adding=True, rearm=replacing)
 
     def remove_reader(self, fileobj: FileLike) -> bool:
         fd = fd_of(fileobj)
         if self._readers.pop(fd, None) is None:
             return False
+        self._stream_readers.discard(fd)
         self._write_armed.discard(fd)
         if not self._closed:
             self._update_interest(fd)
@@ -418,6 +427,8 @@ class Loop:
         fd = self._fd_for_update(fileobj)
         replacing = fd in self._writers
         self._writers[fd] = partial(callback, *args) if args else callback
+        if fd in self._stream_readers:
+            self._write_armed.add(fd)  # armed from now on: see add_stream_reader
         self._update_interest(fd, adding=True, rearm=replacing)
 
     def remove_writer(self, fileobj: FileLike) -> bool:
@@ -463,6 +474,7 @@ class Loop:
             if not old:
                 self._readers.pop(fd, None)
                 self._writers.pop(fd, None)
+                self._stream_readers.discard(fd)
                 self._write_armed.discard(fd)
             raise
         if events:
@@ -475,6 +487,7 @@ class Loop:
         """Drop every trace of a closed fd; returns the (reader, writer) it had."""
         self._poller.discard(fd)
         self._interest.pop(fd, None)
+        self._stream_readers.discard(fd)
         self._write_armed.discard(fd)
         return self._readers.pop(fd, None), self._writers.pop(fd, None)
 
@@ -721,6 +734,7 @@ class Loop:
         self._readers.clear()
         self._writers.clear()
         self._interest.clear()
+        self._stream_readers.clear()
         self._write_armed.clear()
         self._poller.close()
         self._waker.close()

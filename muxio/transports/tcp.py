@@ -18,10 +18,11 @@ time per request than a `send` inside each `write`: the client is woken once per
 instead of once per response. Anything that changes the connection's state (close,
 write_eof, abort, a queue over the high-water mark) sends the queue at once first, so the
 queue is invisible to everything but timing. When the buffer drains, write interest is
-dropped. On an edge-triggered poller the socket is armed for READ|WRITE once, when the
-connection starts (`Loop.add_stream_reader`): adding and removing the writer is then a
-dict update, no `epoll_ctl`, and an EPOLLOUT edge with nothing buffered reaches no
-callback. Water marks drive `pause_writing`/`resume_writing` (see flow.py) and count the
+dropped. On an edge-triggered poller the socket is armed for READ|WRITE once, at its
+first short send (`Loop.add_stream_reader`), and stays so: adding and removing the writer
+is then a dict update, no `epoll_ctl`, and an EPOLLOUT edge with nothing buffered reaches
+no callback; a connection that never fills its send buffer is never armed for WRITE.
+Water marks drive `pause_writing`/`resume_writing` (see flow.py) and count the
 queue and the buffer together.
 
 Closing: `close()` stops reading, sends what is buffered, then closes; `abort()` closes

@@ -1,8 +1,8 @@
 """The TCP write path on an edge-triggered poller: a short send is followed by waiting for
 the next EPOLLOUT edge, never by a send that can only meet EAGAIN; every byte still
-arrives, in order, to a reader that drains slowly. The socket is armed for READ|WRITE once:
-buffering and draining change no interest (no epoll_ctl), and an EPOLLOUT edge that comes
-with nothing buffered reaches no writer."""
+arrives, in order, to a reader that drains slowly. The socket is armed for READ|WRITE once,
+at its first short send: buffering and draining change no interest after that (no
+epoll_ctl), and an EPOLLOUT edge that comes with nothing buffered reaches no writer."""
 
 from __future__ import annotations
 
@@ -96,9 +96,10 @@ def test_edge_triggered_writes_wait_for_the_edge_after_a_short_send(edge_backend
             assert received == PAYLOAD
             assert counting.sends > 3  # the payload went out in many short sends...
             assert counting.eagain == 0  # ...each one on an edge that had room for it
-            # Armed once for READ|WRITE; the buffer filled and drained many times meanwhile.
+            # Armed for READ|WRITE once, at the first short send; the buffer filled and
+            # drained many times after that with no other epoll_ctl.
             fd = server_side.fileno()
-            assert interest.calls == [("register", fd, READ | WRITE)]
+            assert interest.calls == [("register", fd, READ), ("modify", fd, READ | WRITE)]
             assert loop.poller.registered()[fd] == READ | WRITE
         finally:
             transport.abort()
@@ -114,12 +115,29 @@ class Echo(Protocol):
         self.transport.write(data)
 
 
+def drain_into(loop: Loop, client: socket.socket, size: int) -> bytes:
+    """Run the loop and read from `client` until `size` bytes came."""
+    got = bytearray()
+    deadline = time.monotonic() + DEADLINE
+    while len(got) < size:
+        assert time.monotonic() < deadline, f"{len(got)} of {size} bytes"
+        loop.run_once(0.01)
+        try:
+            got += client.recv(256 * 1024)
+        except BlockingIOError:
+            pass
+    return bytes(got)
+
+
 @pytest.mark.parametrize("edge_backend", ["epoll-et"])
 def test_an_epollout_edge_with_nothing_buffered_reaches_no_writer(edge_backend: str) -> None:
-    """Every data arrival on a READ|WRITE-armed idle socket reports OUT too: the loop finds
-    no writer for it (one dict lookup), so no send and no interest change follow."""
+    """A connection whose buffer never filled is armed for READ only. Once a short send
+    armed WRITE, every data arrival on the idle socket reports OUT too: the loop finds no
+    writer for it (one dict lookup), so no send and no interest change follow."""
     server_side, client = socket.socketpair()
     server_side.setblocking(False)
+    client.setblocking(False)
+    fd = server_side.fileno()
     with Loop(edge_backend) as loop:
         interest = CountingPoller(loop)
         transport = TcpTransport(loop, server_side, Echo())
@@ -130,27 +148,27 @@ def test_an_epollout_edge_with_nothing_buffered_reaches_no_writer(edge_backend: 
 
         def watching_poll(timeout: float | None = None) -> list[tuple[int, int]]:
             events = poll(timeout)
-            outs.extend(mask & WRITE for fd, mask in events if fd == server_side.fileno())
+            outs.extend(mask & WRITE for ready, mask in events if ready == fd)
             return events
 
         loop.poller.poll = watching_poll  # type: ignore[method-assign]
         try:
+            client.send(b"ping")
+            assert drain_into(loop, client, 4) == b"ping"
+            assert interest.calls == [("register", fd, READ)]  # never armed for WRITE
+            assert not any(outs)
+            transport.set_write_buffer_limits(high=len(PAYLOAD) * 2)
+            transport.write(PAYLOAD)  # several times the socket buffers: a short send
+            assert drain_into(loop, client, len(PAYLOAD)) == PAYLOAD
+            assert interest.calls == [("register", fd, READ), ("modify", fd, READ | WRITE)]
+            sends, outs[:] = counting.sends, []
             for round_number in range(5):
                 message = b"ping %d" % round_number
-                client.sendall(message)
-                got = b""
-                deadline = time.monotonic() + DEADLINE
-                while got != message:
-                    assert time.monotonic() < deadline, f"echo of {message!r}: {got!r}"
-                    loop.run_once(0.01)
-                    client.setblocking(False)
-                    try:
-                        got += client.recv(64)
-                    except BlockingIOError:
-                        pass
+                client.send(message)
+                assert drain_into(loop, client, len(message)) == message
             assert any(outs), "the poller reported OUT with the data (READ|WRITE armed)"
-            assert counting.sends == 5  # one per echo: no writer ran on those OUT edges
-            assert interest.calls == [("register", server_side.fileno(), READ | WRITE)]
+            assert counting.sends == sends + 5  # one per echo: no writer ran on those OUTs
+            assert interest.calls == [("register", fd, READ), ("modify", fd, READ | WRITE)]
         finally:
             transport.abort()
             loop.run_once(0)
