@@ -60,6 +60,7 @@ import logging
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -106,6 +107,9 @@ from muxio.protocols import Cancellable, Protocol, Scheduler, Transport
 
 log = logging.getLogger("muxio.chat")
 
+_MAX_HELD = 64
+"""Answers one connection may have held behind SENDs on the bus; past it, its events wait
+(and its reading pauses) until the bus answers."""
 _FLUSH_AT = 16 * 1024
 """Own answers are written once this many bytes are collected (or at the end of a read)."""
 _REQUEST_ID = struct.Struct(">I")
@@ -391,16 +395,16 @@ class ChatServer:
                                  description=f"text longer than {max_text} bytes of UTF-8")
         frame = encode(Incoming(sender=sender.client_id, address=sender.address,
                                 port=sender.port, text=request.text))
-        sender._waiting = True
+        slot = sender._hold()
         request_id, to = request.request_id, request.to
 
         def forwarded(code: ErrorCode | None, description: str) -> None:
             if code is None:
                 self.stats["forwarded"] += 1
-                sender._bus_answer(SendOk(request_id=request_id, to=to))
+                sender._fill(slot, SendOk(request_id=request_id, to=to))
             else:
                 self.stats["not_delivered"] += 1
-                sender._bus_answer(ErrorResponse(
+                sender._fill(slot, ErrorResponse(
                     request_id=request_id, code=code, request_type=MessageType.SEND,
                     description=description))
 
@@ -510,7 +514,8 @@ class ChatServerProtocol(Protocol):
         "server", "config", "transport", "session", "client_id", "address", "port",
         "heartbeat", "dropped", "listed", "_out", "_out_size", "_queued", "_writing_paused",
         "_reading_paused", "_closed", "_errors", "_ping_id", "_handlers", "_continuation",
-        "_lingering", "_linger_timer", "_feed_epoch", "_feed_seen", "_waiting")
+        "_lingering", "_linger_timer", "_feed_epoch", "_feed_seen", "_waiting", "_asking",
+        "_held", "_after_held")
 
     def __init__(self, server: ChatServer) -> None:
         self.server = server
@@ -539,7 +544,17 @@ class ChatServerProtocol(Protocol):
         self._linger_timer: Cancellable | None = None
         self._feed_epoch = -1  # which broadcast feed _feed_seen counts frames of
         self._feed_seen = 0
-        self._waiting = False  # for the bus's answer to a request: events wait meanwhile
+        # With a bus (section 10 of docs/chat-protocol.md): answers keep request order.
+        self._waiting = False
+        """Events wait: for the bus's answer to HELLO or LIST, for held answers to go out
+        before BYE or EOF, or because too many are held."""
+        self._asking = False
+        """A HELLO or LIST is on the bus (one at a time: events wait for it)."""
+        self._held: deque[list[bytes]] = deque()
+        """Answers in request order behind a SEND on the bus: [] until the bus answers,
+        then [frame]. SENDs to other servers are pipelined, their answers kept in order."""
+        self._after_held: Callable[[], None] | None = None
+        """BYE or EOF handling, run once the held answers are out."""
         self._handlers: dict[type[Message], Callable[[Any], None]] = {
             Hello: self._on_hello, GetTime: self._on_time, GetName: self._on_name,
             GetList: self._on_list, Send: self._on_send, Ping: self._on_ping,
@@ -592,6 +607,8 @@ class ChatServerProtocol(Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.heartbeat.stop()
+        self._held.clear()
+        self._after_held = None
         for timer in (self._continuation, self._linger_timer):
             if timer is not None:
                 timer.cancel()
@@ -670,7 +687,54 @@ class ChatServerProtocol(Protocol):
         return self._closed or self.dropped or self._lingering
 
     def _respond(self, message: Message) -> None:
-        self._write(self.session.send(message))
+        self._answer(self.session.send(message))
+
+    def _answer(self, frame: bytes) -> None:
+        """An answer: written now, or behind the answers held for the bus."""
+        if self._held:
+            self._held.append([frame])
+            self._update_waiting()
+        else:
+            self._write(frame)
+
+    def _hold(self) -> list[bytes]:
+        """A place in the answer order for a request the bus answers (`_fill`)."""
+        slot: list[bytes] = []
+        self._held.append(slot)
+        self._update_waiting()
+        return slot
+
+    def _fill(self, slot: list[bytes], response: Message) -> None:
+        if self._stopped() or self.transport is None:
+            return
+        slot.append(self.session.send(response) if self.session.may_send(type(response))
+                    else b"")
+        self._after_bus()
+
+    def _update_waiting(self) -> None:
+        self._waiting = (self._asking or len(self._held) >= _MAX_HELD
+                         or self._after_held is not None)
+
+    def _after_bus(self) -> None:
+        """The bus answered: the answers now complete go out (one write), what waited for
+        them runs, and events go on."""
+        held = self._held
+        server = self.server
+        server._busy += 1
+        try:
+            while held and held[0]:
+                frame = held.popleft()[0]
+                if frame:
+                    self._write(frame)
+            if not held and not self._asking and self._after_held is not None:
+                after, self._after_held = self._after_held, None
+                after()
+        finally:
+            server._busy -= 1
+            if not server._busy:
+                server._flush_pending()
+        self._update_waiting()
+        self._process()
 
     def _write(self, frame: bytes) -> None:
         """Queue a frame. While any connection's events are being handled, frames for
@@ -760,10 +824,10 @@ class ChatServerProtocol(Protocol):
             self._refuse_hello(hello, f"cannot register new clients now: "
                                       f"{_unreachable(bus)}")
             return
-        self._waiting = True
+        self._asking = self._waiting = True
 
         def registered(client_id: int | None, why: str) -> None:
-            self._waiting = False
+            self._asking = False
             if self._stopped() or self.transport is None or self.transport.is_closing():
                 if client_id is not None:  # gone meanwhile: nobody to list
                     bus.unregister(client_id, LeaveReason.CLOSED)
@@ -774,7 +838,7 @@ class ChatServerProtocol(Protocol):
                 self._greeted(hello, self.server._greet(self, client_id))
                 if not self.listed:
                     bus.unregister(client_id, LeaveReason.CLOSED)
-            self._process()
+            self._after_bus()
 
         bus.register(self.address, self.port, registered)
 
@@ -821,20 +885,20 @@ class ChatServerProtocol(Protocol):
         if bus is None:
             self._write(self.server.list_frames(request.request_id))
             return
-        self._waiting = True
+        self._asking = self._waiting = True
         request_id = request.request_id
 
         def listed(entries: Sequence[ClientEntry] | None, why: str) -> None:
-            self._waiting = False
+            self._asking = False
             if self._stopped() or self.transport is None:
                 return
             if entries is None:  # the bus is down: our own clients are what we know
                 log.debug("LIST from this server only: %s", why)
-                self._write(self.server.list_frames(request_id))
+                self._answer(self.server.list_frames(request_id))
             else:
-                self._write(b"".join(encode(response) for response in
-                                     self.server.list_responses(request_id, entries)))
-            self._process()
+                self._answer(b"".join(encode(response) for response in
+                                      self.server.list_responses(request_id, entries)))
+            self._after_bus()
 
         bus.list(listed)
 
@@ -843,13 +907,6 @@ class ChatServerProtocol(Protocol):
         if response is not None:
             self._respond(response)
 
-    def _bus_answer(self, response: Message) -> None:
-        """The bus answered the request this connection's events waited for."""
-        self._waiting = False
-        if self._stopped() or self.transport is None:
-            return
-        self._respond(response)
-        self._process()
 
     def _on_ping(self, request: Ping) -> None:
         self._respond(Pong(request_id=request.request_id))
@@ -858,6 +915,10 @@ class ChatServerProtocol(Protocol):
         """Heard: that is all a PONG is for (data_received already noted the time)."""
 
     def _on_bye(self, request: Bye) -> None:
+        if self._held:  # BYE_OK comes after the answers to what was sent before
+            self._after_held = lambda: self._on_bye(request)
+            self._update_waiting()
+            return
         self._respond(ByeOk(request_id=request.request_id))
         self._flush()
         self.server._leave(self, LeaveReason.BYE)
@@ -866,6 +927,10 @@ class ChatServerProtocol(Protocol):
     def _finish(self) -> None:
         """The session ended (EOF, or BYE handled): off the list now, and close once the
         answers are out."""
+        if self._held:
+            self._after_held = self._finish
+            self._update_waiting()
+            return
         self._flush()
         self.server._leave(self, LeaveReason.CLOSED)
         self._close_transport()

@@ -9,7 +9,9 @@ waits in a FIFO with its callback, and Redis answers in order, so the n-th reply
 the n-th command. A subscriber connection also receives pushes (`message` arrays) that
 answer no command: they go to `on_message`. Everything is bounded: the replies (the
 parser's limits), the commands waiting for a reply (`max_pending`: one more is refused at
-once), and the bytes waiting to go to Redis (`max_output`: idem). A command unanswered
+once), and the bytes waiting to go to Redis (`max_output`: idem). The commands of one
+loop iteration go out in one write (a `call_soon` flush): a burst of forwarded messages
+costs one send(2), not one each. A command unanswered
 for `command_timeout` means Redis is gone or stuck: the connection is aborted and every
 waiting command fails.
 
@@ -101,6 +103,10 @@ class RedisProtocol(Protocol):
         self._on_message = on_message
         self._timer: Cancellable | None = None
         self._closed = False
+        self._out: list[bytes] = []
+        """Commands not yet written: those of one loop iteration go in one write."""
+        self._out_size = 0
+        self._flush_handle: Cancellable | None = None
 
     @property
     def pending(self) -> int:
@@ -122,16 +128,31 @@ class RedisProtocol(Protocol):
                 f"{self.limits.max_pending} Redis commands are already waiting for a reply"))
             return
         data = encode_command(*args)
-        if transport.get_write_buffer_size() + len(data) > self.limits.max_output:
+        unsent = transport.get_write_buffer_size() + self._out_size
+        if unsent + len(data) > self.limits.max_output:
             self.scheduler.call_soon(callback, RedisBusy(
                 f"more than {self.limits.max_output} bytes are waiting to go to Redis"))
             return
         now = self.scheduler.time()
         self._waiting.append((now, callback))
-        transport.write(data)
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._flush_handle is None:
+            self._flush_handle = self.scheduler.call_soon(self._flush)
         if self._timer is None:
             self._timer = self.scheduler.call_later(self.limits.command_timeout,
                                                     self._check_timeout)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def _check_timeout(self) -> None:
         self._timer = None
@@ -180,14 +201,18 @@ class RedisProtocol(Protocol):
 
     def close(self) -> None:
         """Close after what is written (Redis still runs the commands it reads)."""
+        self._flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for handle in (self._timer, self._flush_handle):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._flush_handle = None
+        self._out.clear()
+        self._out_size = 0
         waiting, self._waiting = self._waiting, deque()
         error = RedisUnavailable(f"the connection to Redis was lost"
                                  f"{f' ({exc})' if exc else ''}")
