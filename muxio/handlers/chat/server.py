@@ -707,8 +707,9 @@ class ChatServerProtocol(Protocol):
     def _fill(self, slot: list[bytes], response: Message) -> None:
         if self._stopped() or self.transport is None:
             return
-        slot.append(self.session.send(response) if self.session.may_send(type(response))
-                    else b"")
+        # Encoded as it is: the answer was owed when its request was taken, even if BYE
+        # or EOF has moved the session on since (SEND_OK and ERROR change no state).
+        slot.append(encode(response))
         self._after_bus()
 
     def _update_waiting(self) -> None:
@@ -723,9 +724,7 @@ class ChatServerProtocol(Protocol):
         server._busy += 1
         try:
             while held and held[0]:
-                frame = held.popleft()[0]
-                if frame:
-                    self._write(frame)
+                self._write(held.popleft()[0])
             if not held and not self._asking and self._after_held is not None:
                 after, self._after_held = self._after_held, None
                 after()
