@@ -16,8 +16,10 @@ The load generator is muxio.bench.loadgen_chat (each sender keeps `--window` SEN
 in flight; a server answers a SEND to another server's client once Redis has it, and takes
 that sender's next request after the answer, so across servers each sender has one
 message in flight). Rounds are interleaved, medians shown, with the load average: on a
-2-core host the two servers, Redis and the generator share the cores, unpinned. This is
-a measurement, not a test.
+2-core host the two servers, Redis and the generator share the cores, unpinned. So the
+table also shows the CPU time per message of the setup's server processes and Redis
+together (user + system, from /proc), which the sharing does not change much. This is a
+measurement, not a test.
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's muxio
 
 from muxio.bench.loadgen_chat import TEXT, run_pairs
-from muxio.bench.runner import BenchError, ServerProcess, free_port, muxio_target
+from muxio.bench.runner import (
+    BenchError,
+    ServerProcess,
+    free_port,
+    muxio_target,
+    process_cpu_seconds,
+)
 from muxio.handlers.chat import Hello, MessageType, encode
 from muxio.loop import Loop
 
@@ -91,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     servers: list[ServerProcess] = []
     results: dict[tuple[str, int], list[float]] = {
         (setup, pairs): [] for setup in SETUPS for pairs in pair_counts}
+    cpu: dict[tuple[str, int], list[float]] = {key: [] for key in results}
+    """CPU µs per message: the setup's server processes and Redis together."""
     loads = []
     try:
         alone = ServerProcess(muxio_target("epoll", "chat"), free_port(), None)
@@ -103,16 +113,27 @@ def main(argv: list[str] | None = None) -> int:
                        f"the bus of the server on port {server.port}")
         ports = {"1 server": (alone.port, None), "1 server + bus": (with_bus.port, None),
                  "2 servers + bus": (a.port, b.port)}
+        pids = {"1 server": [alone.process.pid],
+                "1 server + bus": [with_bus.process.pid, redis.pid],
+                "2 servers + bus": [a.process.pid, b.process.pid, redis.pid]}
         with Loop("epoll") as loop:
             for round_number in range(args.rounds):
                 for pairs in pair_counts:
                     for setup in SETUPS:
                         port, receiver_port = ports[setup]
+                        samples: list[float] = []
+
+                        def sample(setup: str = setup, samples: list[float] = samples) -> None:
+                            samples.append(sum(map(process_cpu_seconds, pids[setup])))
+
                         run = run_pairs(loop, port, pairs, window=args.window,
                                         seconds=args.seconds, warmup=args.warmup,
-                                        receiver_port=receiver_port)
+                                        receiver_port=receiver_port,
+                                        on_measure_start=sample, on_measure_end=sample)
                         rate = run.messages / run.seconds
                         results[(setup, pairs)].append(rate)
+                        cpu[(setup, pairs)].append((samples[1] - samples[0])
+                                                   / run.messages * 1e6)
                         loads.append(os.getloadavg()[0])
                         print(f"round {round_number + 1}/{args.rounds} {setup:<16} "
                               f"N={pairs:<4} {rate:9,.0f} msg/s", file=sys.stderr,
@@ -127,15 +148,19 @@ def main(argv: list[str] | None = None) -> int:
           f"in flight per sender, {args.seconds:g} s per run, median of {args.rounds} "
           f"interleaved round(s), unpinned; load average (1 min) during the runs "
           f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs")
-    print(f"{'setup':<16} {'pairs':>5} {'messages/s':>11} {'vs 1 server':>12}")
+    print(f"{'setup':<16} {'pairs':>5} {'messages/s':>11} {'vs 1 server':>12} "
+          f"{'CPU/msg (servers + Redis)':>26}")
     for pairs in pair_counts:
         base = statistics.median(results[("1 server", pairs)])
         for setup in SETUPS:
             rate = statistics.median(results[(setup, pairs)])
-            print(f"{setup:<16} {pairs:>5} {rate:>11,.0f} {rate / base:>11.2f}x")
+            per_message = statistics.median(cpu[(setup, pairs)])
+            print(f"{setup:<16} {pairs:>5} {rate:>11,.0f} {rate / base:>11.2f}x "
+                  f"{per_message:>23.1f} us")
     if args.json is not None:
-        args.json.write_text(json.dumps({f"{s}/{n}": runs for (s, n), runs in
-                                         results.items()}, indent=2))
+        args.json.write_text(json.dumps(
+            {f"{s}/{n}": {"messages_per_second": runs, "cpu_us_per_message": cpu[(s, n)]}
+             for (s, n), runs in results.items()}, indent=2))
     return 0
 
 

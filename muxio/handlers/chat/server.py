@@ -158,6 +158,8 @@ class ChatServer:
         self._feed_epoch = 0
         """Counts the feeds handed out: a connection's position in an older one is 0."""
         self._feed_flush: Cancellable | None = None
+        self._pending_flush: Cancellable | None = None
+        """The call_soon that writes what bus answers released (`_flush_soon`)."""
         self._list_cache: list[bytes] | None = None
         """LIST_OK frames of the current list (request id 0), until a join or leave."""
         self._ungreeted: dict[ChatServerProtocol, float] = {}
@@ -254,6 +256,15 @@ class ChatServer:
             conn._linger_out(closing)
         else:
             conn._abort()
+
+    def _flush_soon(self) -> None:
+        if self._pending and self._pending_flush is None:
+            self._pending_flush = self.scheduler.call_soon(self._flush_pending_now)
+
+    def _flush_pending_now(self) -> None:
+        self._pending_flush = None
+        if not self._busy:
+            self._flush_pending()
 
     def _flush_pending(self) -> None:
         pending = self._pending
@@ -497,10 +508,10 @@ class ChatServer:
             return
         self._closed = True
         log.info("closing %d connections: %s", len(self.connections), reason)
-        for timer in (self._sweep_timer, self._feed_flush):
+        for timer in (self._sweep_timer, self._feed_flush, self._pending_flush):
             if timer is not None:
                 timer.cancel()
-        self._sweep_timer = self._feed_flush = None
+        self._sweep_timer = self._feed_flush = self._pending_flush = None
         self._ungreeted.clear()
         for conn in list(self.connections):
             conn.close(reason)
@@ -728,12 +739,16 @@ class ChatServerProtocol(Protocol):
             if not held and not self._asking and self._after_held is not None:
                 after, self._after_held = self._after_held, None
                 after()
+            was_waiting = self._waiting
+            self._update_waiting()
+            if was_waiting and not self._waiting:  # else no event waited for this
+                self._process()
         finally:
             server._busy -= 1
             if not server._busy:
-                server._flush_pending()
-        self._update_waiting()
-        self._process()
+                # The bus answers in bursts (one read of Redis's replies may answer
+                # hundreds of SENDs): what they release goes out once per loop iteration.
+                server._flush_soon()
 
     def _write(self, frame: bytes) -> None:
         """Queue a frame. While any connection's events are being handled, frames for

@@ -59,15 +59,15 @@ def encode_command(*args: CommandArg) -> bytes:
     """One command as RESP: an array of bulk strings (str as UTF-8, int as decimal)."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if isinstance(arg, str):
+        if arg.__class__ is bytes:
+            data = arg
+        elif isinstance(arg, str):
             data = arg.encode()
         elif isinstance(arg, int):
             data = b"%d" % arg
         else:
             data = bytes(arg)
-        parts.append(b"$%d\r\n" % len(data))
-        parts.append(data)
-        parts.append(b"\r\n")
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
 
 
