@@ -269,6 +269,32 @@ def test_a_clean_stop_removes_the_servers_clients_at_once(rig: Rig) -> None:
     rig.wait_listed(a, [a.id])
 
 
+def test_a_server_cut_off_past_the_ttl_is_swept_then_registers_again(rig: Rig) -> None:
+    """SIGSTOP stands for a server cut off from Redis (or frozen) longer than the TTL: its
+    clients are swept (LEFT TIMEOUT elsewhere); once it runs again, its heartbeat finds its
+    presence gone and it registers its clients again (JOINED elsewhere)."""
+    a_server, b_server = rig.server("a"), rig.server("b")
+    a = rig.client(a_server)
+    b = rig.client(b_server)
+    rig.wait_listed(a, sorted([a.id, b.id]))
+    b_server.process.send_signal(signal.SIGSTOP)
+    try:
+        rig.wait_listed(a, [a.id])
+        rig.loop.run_until(lambda: any((left.client_id, left.reason) == (b.id, 2)
+                                       for left in a.recorder.left), timeout=DEADLINE)
+        joined_before = len(a.recorder.joined)
+    finally:
+        b_server.process.send_signal(signal.SIGCONT)
+    rig.wait_listed(a, sorted([a.id, b.id]))
+    rig.loop.run_until(lambda: any(j.client.client_id == b.id
+                                   for j in a.recorder.joined[joined_before:]),
+                       timeout=DEADLINE)
+    answer = rig.ask(lambda done: a.protocol.send(b.id, "welcome back", done))
+    assert isinstance(answer, SendOk)
+    rig.loop.run_until(lambda: bool(b.recorder.messages), timeout=DEADLINE)
+    assert "registering its clients again" in b_server.log()
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("http://127.0.0.1:6379", "only redis:// is supported"),
     ("redis://", "names no host"),
