@@ -466,10 +466,18 @@ class ChatServer:
         conn = self._clients.get(client_id)
         if conn is None:
             return False
-        if conn.deliver(frame):
-            return True
-        self.stats["not_delivered"] += 1
-        return False
+        # Messages from the bus come in bursts (one read of the subscription): their
+        # writes are collected and go out once per loop iteration, one per recipient.
+        self._busy += 1
+        try:
+            delivered = conn.deliver(frame)
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._flush_soon()
+        if not delivered:
+            self.stats["not_delivered"] += 1
+        return delivered
 
     def bus_joined(self, entry: ClientEntry) -> None:
         if not self._closed:
@@ -860,8 +868,10 @@ class ChatServerProtocol(Protocol):
         """SERVER_FULL (the code a version-1 client knows for "not now, come back") with
         the reason, then close."""
         self.server.stats["bus_refused"] += 1
-        log.warning("refusing a login from %s port %d: %s", self.address, self.port,
-                    description)
+        # Debug: while the bus is down every login is refused; its going down is the
+        # warning (bus_state_changed), and the stats count the refusals.
+        log.debug("refusing a login from %s port %d: %s", self.address, self.port,
+                  description)
         self._respond(ErrorResponse(request_id=hello.request_id, code=ErrorCode.SERVER_FULL,
                                     request_type=MessageType.HELLO,
                                     description=truncate_utf8(description, 1000)))
