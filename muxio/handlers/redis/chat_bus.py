@@ -393,7 +393,11 @@ class RedisChatBus:
         entries = host.bus_local_clients()
         args: list[str | int] = [self.server_id, self._ttl_ms(),
                                  max([self._max_id, *(e.client_id for e in entries)])]
-        for entry in entries[:_MAX_REGISTER_ARGS // 3]:
+        limit = _MAX_REGISTER_ARGS // 3
+        if len(entries) > limit:  # one script call's arguments stay bounded
+            log.warning("registering only %d of this server's %d clients on the bus",
+                        limit, len(entries))
+        for entry in entries[:limit]:
             args += [entry.client_id, entry.port, entry.address]
 
         def done(reply: Reply) -> None:
