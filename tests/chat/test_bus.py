@@ -27,6 +27,7 @@ from tests.chat.harness import (
     SendOk,
     muxio_env,
 )
+from tests.processes import stop
 from tests.redis.server import Redis, wait_for
 from tests.tools import require_tool
 
@@ -62,15 +63,7 @@ class ChatProcess:
                  f"the bus of the server on port {self.port} to be up ({times})")
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        stop(self.process)
 
 
 class Rig:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop
+
 DEADLINE = 30.0
 
 
@@ -36,14 +38,14 @@ class Redis:
         self.program = program
         self.directory = directory
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         with (self.directory / "redis.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", str(self.directory)],
-                stdout=log, stderr=subprocess.STDOUT)
+                stdout=log, stderr=subprocess.STDOUT, text=True)
         wait_for(self.answers, f"redis-server on port {self.port}")
 
     def answers(self) -> bool:
@@ -55,7 +57,6 @@ class Redis:
             return False
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=DEADLINE)
+        if self.process is not None:
+            stop(self.process)
         self.process = None
