@@ -9,6 +9,8 @@ Starts its own redis-server (free port, no persistence) and three setups, each a
 
 - `1 server`: no bus; senders and receivers on it (the single-process figure);
 - `1 server + bus`: the same with --bus: logins go through Redis, forwarding stays local;
+- `2 servers, pairs local`: A and B on the bus, each pair (sender and receiver) on one of
+  them, alternately: the load spread over two processes, no message crossing;
 - `2 servers + bus`: senders on A, receivers on B: every message crosses Redis (EVALSHA
   of the send script, PUBLISH to B's channel, B delivers).
 
@@ -50,7 +52,7 @@ from muxio.bench.runner import (
 from muxio.handlers.chat import Hello, MessageType, encode
 from muxio.loop import Loop
 
-SETUPS = ("1 server", "1 server + bus", "2 servers + bus")
+SETUPS = ("1 server", "1 server + bus", "2 servers, pairs local", "2 servers + bus")
 
 
 def accepts_logins(port: int) -> bool:
@@ -112,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             wait_until(lambda server=server: accepts_logins(server.port),
                        f"the bus of the server on port {server.port}")
         ports = {"1 server": (alone.port, None), "1 server + bus": (with_bus.port, None),
+                 "2 servers, pairs local": (a.port, None),
                  "2 servers + bus": (a.port, b.port)}
         pids = {"1 server": [alone.process.pid],
                 "1 server + bus": [with_bus.process.pid, redis.pid],
+                "2 servers, pairs local": [a.process.pid, b.process.pid, redis.pid],
                 "2 servers + bus": [a.process.pid, b.process.pid, redis.pid]}
         with Loop("epoll") as loop:
             for round_number in range(args.rounds):
@@ -129,13 +133,15 @@ def main(argv: list[str] | None = None) -> int:
                         run = run_pairs(loop, port, pairs, window=args.window,
                                         seconds=args.seconds, warmup=args.warmup,
                                         receiver_port=receiver_port,
+                                        pair_ports=(a.port, b.port) if (
+                                            setup == "2 servers, pairs local") else (),
                                         on_measure_start=sample, on_measure_end=sample)
                         rate = run.messages / run.seconds
                         results[(setup, pairs)].append(rate)
                         cpu[(setup, pairs)].append((samples[1] - samples[0])
                                                    / run.messages * 1e6)
                         loads.append(os.getloadavg()[0])
-                        print(f"round {round_number + 1}/{args.rounds} {setup:<16} "
+                        print(f"round {round_number + 1}/{args.rounds} {setup:<22} "
                               f"N={pairs:<4} {rate:9,.0f} msg/s", file=sys.stderr,
                               flush=True)
     finally:
@@ -148,14 +154,14 @@ def main(argv: list[str] | None = None) -> int:
           f"in flight per sender, {args.seconds:g} s per run, median of {args.rounds} "
           f"interleaved round(s), unpinned; load average (1 min) during the runs "
           f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs")
-    print(f"{'setup':<16} {'pairs':>5} {'messages/s':>11} {'vs 1 server':>12} "
+    print(f"{'setup':<22} {'pairs':>5} {'messages/s':>11} {'vs 1 server':>12} "
           f"{'CPU/msg (servers + Redis)':>26}")
     for pairs in pair_counts:
         base = statistics.median(results[("1 server", pairs)])
         for setup in SETUPS:
             rate = statistics.median(results[(setup, pairs)])
             per_message = statistics.median(cpu[(setup, pairs)])
-            print(f"{setup:<16} {pairs:>5} {rate:>11,.0f} {rate / base:>11.2f}x "
+            print(f"{setup:<22} {pairs:>5} {rate:>11,.0f} {rate / base:>11.2f}x "
                   f"{per_message:>23.1f} us")
     if args.json is not None:
         args.json.write_text(json.dumps(
