@@ -11,7 +11,7 @@ Starts its own redis-server (free port, no persistence) and three setups, each a
 - `1 server + bus`: the same with --bus: logins go through Redis, forwarding stays local;
 - `2 servers, pairs local`: A and B on the bus, each pair (sender and receiver) on one of
   them, alternately: the load spread over two processes, no message crossing;
-- `2 servers + bus`: senders on A, receivers on B: every message crosses Redis (EVALSHA
+- `2 servers, all across`: senders on A, receivers on B: every message crosses Redis (EVALSHA
   of the send script, PUBLISH to B's channel, B delivers).
 
 The load generator is muxio.bench.loadgen_chat (each sender keeps `--window` SEND requests
@@ -52,7 +52,7 @@ from muxio.bench.runner import (
 from muxio.handlers.chat import Hello, MessageType, encode
 from muxio.loop import Loop
 
-SETUPS = ("1 server", "1 server + bus", "2 servers, pairs local", "2 servers + bus")
+SETUPS = ("1 server", "1 server + bus", "2 servers, pairs local", "2 servers, all across")
 
 
 def accepts_logins(port: int) -> bool:
@@ -115,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                        f"the bus of the server on port {server.port}")
         ports = {"1 server": (alone.port, None), "1 server + bus": (with_bus.port, None),
                  "2 servers, pairs local": (a.port, None),
-                 "2 servers + bus": (a.port, b.port)}
+                 "2 servers, all across": (a.port, b.port)}
         pids = {"1 server": [alone.process.pid],
                 "1 server + bus": [with_bus.process.pid, redis.pid],
                 "2 servers, pairs local": [a.process.pid, b.process.pid, redis.pid],
-                "2 servers + bus": [a.process.pid, b.process.pid, redis.pid]}
+                "2 servers, all across": [a.process.pid, b.process.pid, redis.pid]}
         with Loop("epoll") as loop:
             for round_number in range(args.rounds):
                 for pairs in pair_counts:
