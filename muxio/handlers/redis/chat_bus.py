@@ -60,7 +60,7 @@ from muxio.handlers.chat.bus import (
 from muxio.handlers.chat.errors import ErrorCode
 from muxio.handlers.chat.messages import MAX_ADDRESS, ClientEntry, MessageType
 from muxio.handlers.redis.client import Connector, RedisLimits, RedisLink, Reply
-from muxio.handlers.redis.resp import RedisError
+from muxio.handlers.redis.resp import RedisError, encode_command
 from muxio.protocols import Cancellable, Scheduler
 
 log = logging.getLogger("muxio.chat.bus")
@@ -259,6 +259,12 @@ class RedisChatBus:
         self._heartbeat: Cancellable | None = None
         self._closed = False
         self.stats = {"forwarded_in": 0, "dropped_in": 0, "bad_pushes": 0}
+        # SEND is the hot path: its EVALSHA is encoded once but for its last two arguments.
+        self._send_head = b"*6\r\n" + encode_command("EVALSHA", _SHAS["send"], 0,
+                                                       self._ns)[4:]
+        self._channel_events = f"{self._ns}:events".encode()
+        self._to_me = b""
+        self._to_me_for = -1
 
     # -- ChatBus -------------------------------------------------------------------------
 
@@ -305,9 +311,14 @@ class RedisChatBus:
                                      f"{self._unreachable()}")
             return
 
+        payload = _U32.pack(to) + frame
+
         def sent(reply: Reply) -> None:
             if reply == 1:
                 done(None, "")
+            elif isinstance(reply, RedisError) and reply.kind == "NOSCRIPT":
+                self._commands.command("EVAL", SCRIPTS["send"], 0, self._ns, to, payload,
+                                       callback=sent)
             elif reply == -10:
                 done(ErrorCode.NO_SUCH_CLIENT, f"there is no client {to}")
             elif reply == -12:
@@ -316,7 +327,10 @@ class RedisChatBus:
                 done(ErrorCode.NOT_DELIVERED, f"client {to} is on another server and "
                                               f"{self._failure(reply)}")
 
-        self._script("send", (to, _U32.pack(to) + frame), sent)
+        digits = b"%d" % to
+        self._commands.send_encoded(
+            b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n" % (self._send_head, len(digits), digits,
+                                                 len(payload), payload), sent)
 
     def list(self, done: ListCallback) -> None:
         if not self._commands.up:
@@ -457,7 +471,7 @@ class RedisChatBus:
             else:
                 self.stats["dropped_in"] += 1
             return
-        if channel != f"{self._ns}:events".encode():
+        if channel != self._channel_events:
             return
         try:
             kind, sid, client, rest = (data.decode() + " ").split(" ", 3)
@@ -518,7 +532,10 @@ class RedisChatBus:
         return check
 
     def _channel_to_me(self) -> bytes:
-        return f"{self._ns}:to:{self.server_id}".encode()
+        if self._to_me_for != self.server_id:
+            self._to_me = f"{self._ns}:to:{self.server_id}".encode()
+            self._to_me_for = self.server_id
+        return self._to_me
 
     def _interval(self) -> float:
         return self.config.presence_ttl / 3

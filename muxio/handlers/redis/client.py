@@ -118,6 +118,10 @@ class RedisProtocol(Protocol):
 
     def command(self, args: tuple[CommandArg, ...], callback: ReplyCallback) -> None:
         """Send one command; `callback(reply)` once answered (or failed: never twice)."""
+        self.send_encoded(encode_command(*args), callback)
+
+    def send_encoded(self, data: bytes, callback: ReplyCallback) -> None:
+        """`command` for a command already encoded (exactly one RESP array)."""
         transport = self.transport
         if transport is None or self._closed or transport.is_closing():
             self.scheduler.call_soon(callback, RedisUnavailable("the Redis connection is "
@@ -127,7 +131,6 @@ class RedisProtocol(Protocol):
             self.scheduler.call_soon(callback, RedisBusy(
                 f"{self.limits.max_pending} Redis commands are already waiting for a reply"))
             return
-        data = encode_command(*args)
         unsent = transport.get_write_buffer_size() + self._out_size
         if unsent + len(data) > self.limits.max_output:
             self.scheduler.call_soon(callback, RedisBusy(
@@ -263,6 +266,16 @@ class RedisLink:
                 f"Redis ({self.name}) is unreachable; reconnecting"))
             return
         connection.command(args, callback)
+
+    def send_encoded(self, data: bytes, callback: ReplyCallback) -> None:
+        """`command` for a command already encoded (exactly one RESP array): for a hot
+        path whose command differs only in its last arguments."""
+        connection = self.connection
+        if connection is None:
+            self.scheduler.call_soon(callback, RedisUnavailable(
+                f"Redis ({self.name}) is unreachable; reconnecting"))
+            return
+        connection.send_encoded(data, callback)
 
     def _connect(self) -> None:
         self._retry = None
