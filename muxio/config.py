@@ -16,6 +16,7 @@ the first directory holding a `pyproject.toml` (the project root) even without t
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ AUTO = "auto"
 ENV_BACKEND = "MUXIO_BACKEND"
 CONFIG_FILE = "muxio.toml"
 PYPROJECT = "pyproject.toml"
+SETTINGS = ("backend", "workers")
+"""The keys a config file may set; any other is refused (a typo must not go unnoticed)."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +58,25 @@ def find_config_file(start: Path | None = None) -> ConfigFile | None:
     for folder in (directory, *directory.parents):
         candidate = folder / CONFIG_FILE
         if candidate.is_file():
-            return ConfigFile(candidate, _read_toml(candidate))
+            return _checked(ConfigFile(candidate, _read_toml(candidate)))
         pyproject = folder / PYPROJECT
         if pyproject.is_file():
             tool = _read_toml(pyproject).get("tool", {})
             section = tool.get("muxio") if isinstance(tool, dict) else None
             if isinstance(section, dict):
-                return ConfigFile(pyproject, section)
+                return _checked(ConfigFile(pyproject, section))
             return None
     return None
+
+
+def _checked(config: ConfigFile) -> ConfigFile:
+    for key in config.settings:
+        if key not in SETTINGS:
+            close = difflib.get_close_matches(str(key), SETTINGS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{config.label}: unknown setting {key!r}; {hint}muxio reads "
+                              f"{', '.join(SETTINGS)}")
+    return config
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
