@@ -18,7 +18,11 @@ time per request than a `send` inside each `write`: the client is woken once per
 instead of once per response. Anything that changes the connection's state (close,
 write_eof, abort, a queue over the high-water mark) sends the queue at once first, so the
 queue is invisible to everything but timing. When the buffer drains, write interest is
-dropped. Water marks drive `pause_writing`/`resume_writing` (see flow.py) and count the
+dropped. On an edge-triggered poller the socket is armed for READ|WRITE once, at its
+first short send (`Loop.add_stream_reader`), and stays so: adding and removing the writer
+is then a dict update, no `epoll_ctl`, and an EPOLLOUT edge with nothing buffered reaches
+no callback; a connection that never fills its send buffer is never armed for WRITE.
+Water marks drive `pause_writing`/`resume_writing` (see flow.py) and count the
 queue and the buffer together.
 
 Closing: `close()` stops reading, sends what is buffered, then closes; `abort()` closes
@@ -128,7 +132,7 @@ class TcpTransport(TransportLifecycle):
         # Register first: if the poller refuses the fd (e.g. select and fd >= 1024) this
         # raises before the protocol ever sees the connection. No loop iteration runs
         # before connection_made, so no data can be delivered early.
-        loop.add_reader(self._fd, self._reader)
+        loop.add_stream_reader(self._fd, self._reader)
         if server is not None:
             server._attach(self)
         try:
@@ -213,7 +217,7 @@ class TcpTransport(TransportLifecycle):
     def resume_reading(self) -> None:
         if not self._reading and not self._closing and not self._lost:
             self._reading = True
-            self._loop.add_reader(self._fd, self._reader)
+            self._loop.add_stream_reader(self._fd, self._reader)
             if self._edge:
                 # Data that arrived while paused produced no new edge: look now.
                 self._loop.call_soon(self._continue_reading)
