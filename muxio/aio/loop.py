@@ -1,0 +1,477 @@
+"""An asyncio event loop whose I/O is muxio's: its Loop on any backend, its transports.
+
+Theory of operation
+-------------------
+`EventLoop` is an `asyncio.SelectorEventLoop` in which a muxio `Loop` does the
+selector's job, on whichever backend the registry offers (select, poll, epoll, epoll-et,
+selectors, plug-ins; chosen with the usual precedence, see muxio.config):
+
+- Scheduling is asyncio's own: call_soon / call_later and their Handles and contexts,
+  the exception handler, debug mode and its thread checks, executors, getaddrinfo,
+  asyncgen hooks. asyncio's C-accelerated Future and Task run on it unchanged.
+- One iteration (`_run_once`):
+  1. the muxio loop runs one iteration (`Loop.run_once(timeout)`): it sends the writes
+     queued since its last poll, polls (not at all if asyncio callbacks are ready, else
+     until asyncio's next timer or muxio's own, whichever is first) and dispatches the
+     events. muxio transports read right there and call their protocols; an asyncio
+     fd callback (add_reader, sock_recv, accept, pipes) joins asyncio's ready queue.
+     Then muxio's own due callbacks run;
+  2. asyncio's due timers join the ready queue and the ready callbacks run, as in
+     asyncio: callbacks they schedule run in the next iteration;
+  3. `Loop.flush()` sends the writes those callbacks made, so nothing waits for the
+     next poll when the loop stops.
+- Transports handed to asyncio protocols are muxio's: TCP and UNIX stream sockets get a
+  TcpTransport, datagram sockets a UdpTransport, KCP sessions a KcpTransport
+  (muxio.aio.kcp), each behind a bridge that is an `asyncio.Transport` (bridges.py).
+- fd callbacks are level-triggered on every backend, edge-triggered ones included
+  (handles.py explains how).
+- Child processes are awaited with a pidfd on the loop (Linux >= 5.3): no watcher
+  thread, no SIGCHLD handler; child watchers set on the policy are not consulted.
+  Where pidfds are unavailable, asyncio's child watcher does it.
+- Signals, pipes, UNIX sockets, sock_* and server accept loops are asyncio's unix_events
+  and selector_events code, running on the fd API above.
+- TLS (`ssl=`, `start_tls`) raises TlsUnavailableError until muxio's TLS transport
+  exists, before any socket is created.
+
+The EventLoop owns its muxio Loop (`muxio_loop`): closing one closes the other. Hand
+`muxio_loop` to muxio APIs (transports, the resolver) to use them from asyncio code;
+muxio Futures are awaitable (muxio.futures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import logging
+import os
+import selectors
+import socket
+import weakref
+from asyncio import base_events, events, exceptions, futures, unix_events
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from muxio.aio.bridges import DatagramBridge, StreamBridge
+from muxio.aio.errors import TLS_MISSING, TlsUnavailableError, as_asyncio_error
+from muxio.aio.handles import IoHandle, LevelTriggeredHandle, ReadinessProbe
+from muxio.errors import BadFdError, PollerError
+from muxio.loop import Loop
+from muxio.pollers.base import FileLike, fd_of
+from muxio.transports.tcp import TcpTransport
+from muxio.transports.udp import UdpTransport
+
+log = logging.getLogger("muxio.aio")
+
+_MIN_SCHEDULED_TIMER_HANDLES = 100
+_MIN_CANCELLED_TIMER_HANDLES_FRACTION = 0.5
+MAXIMUM_POLL_TIMEOUT = 24 * 3600
+"""Longest single wait, as asyncio's (a day)."""
+
+
+def _fileno(fileobj: FileLike) -> int:
+    try:
+        return fd_of(fileobj)
+    except BadFdError as exc:
+        raise as_asyncio_error(exc) from None
+
+
+def _pidfd_works() -> bool:
+    """pidfd_open exists and the kernel (>= 5.3) and sandbox allow it."""
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+def _set_nodelay(sock: socket.socket) -> None:
+    if (sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+            and sock.proto in (0, socket.IPPROTO_TCP)):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _refuse_tls(ssl: object) -> None:
+    if ssl:
+        raise TlsUnavailableError(TLS_MISSING)
+
+
+class _FdTable:
+    """What asyncio's inherited code reads of `loop._selector`: the fds with asyncio
+    callbacks and their (reader, writer) handles, in the selectors API's shape, and
+    `close()`. The polling itself is the muxio loop's."""
+
+    def __init__(self, loop: EventLoop) -> None:
+        self._loop = loop
+
+    def get_key(self, fileobj: FileLike) -> selectors.SelectorKey:
+        fd = _fileno(fileobj)
+        slot = self._loop._fd_handles.get(fd)
+        if slot is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        reader, writer = slot
+        events_ = ((selectors.EVENT_READ if reader is not None else 0)
+                   | (selectors.EVENT_WRITE if writer is not None else 0))
+        return selectors.SelectorKey(fileobj, fd, events_, (reader, writer))
+
+    def get_map(self) -> Mapping[int, selectors.SelectorKey]:
+        return {fd: self.get_key(fd) for fd in self._loop._fd_handles}
+
+    def close(self) -> None:
+        self._loop._muxio.close()
+
+
+class EventLoop(asyncio.SelectorEventLoop):
+    """asyncio's event loop API over a muxio Loop (see the module docstring)."""
+
+    # Set by asyncio's BaseEventLoop / BaseSelectorEventLoop; declared for the type checker.
+    _ready: collections.deque[events.Handle]
+    _scheduled: list[events.TimerHandle]
+    _stopping: bool
+    _timer_cancelled_count: int
+    _clock_resolution: float
+    _debug: bool
+    _current_handle: events.Handle | None
+    _transports: weakref.WeakValueDictionary[int, Any]
+    _check_closed: Callable[[], None]
+
+    def __init__(self, backend: str | None = None, *, muxio_loop: Loop | None = None) -> None:
+        """`backend` resolves like `muxio.loop.Loop(backend)` (argument, MUXIO_BACKEND,
+        config file, auto); `muxio_loop` hands over a ready-made Loop instead (e.g. one
+        over a custom poller), which this loop then owns."""
+        self._muxio = muxio_loop if muxio_loop is not None else Loop(backend)
+        self._fd_handles: dict[int, list[IoHandle | None]] = {}
+        self._probe = ReadinessProbe() if self._muxio.edge_triggered else None
+        self._pidfds: dict[int, int] = {}
+        self._use_pidfd = _pidfd_works()
+        self._muxio.set_exception_handler(self._muxio_exception)
+        try:
+            super().__init__(selector=cast(selectors.BaseSelector, _FdTable(self)))
+        except BaseException:
+            self._muxio.close()
+            raise
+
+    # -- what muxio adds ------------------------------------------------------------------
+
+    @property
+    def muxio_loop(self) -> Loop:
+        """The muxio Loop underneath (for muxio transports, the resolver, statistics)."""
+        return self._muxio
+
+    @property
+    def backend(self) -> str:
+        """The poller backend in use (e.g. 'epoll-et')."""
+        return self._muxio.backend
+
+    def _muxio_exception(self, loop: Loop, context: dict[str, Any]) -> None:
+        """Errors the muxio loop and transports report go to asyncio's handler, with the
+        bridge and the asyncio protocol in place of muxio's inner objects."""
+        protocol = context.get("protocol")
+        if isinstance(protocol, (StreamBridge, DatagramBridge)):
+            context = {**context, "transport": protocol, "protocol": protocol.get_protocol()}
+        self.call_exception_handler(context)
+
+    # -- one iteration --------------------------------------------------------------------
+
+    def _run_once(self) -> None:
+        """Poll and dispatch (muxio), then asyncio's due timers and ready callbacks, then
+        send their writes. asyncio's BaseEventLoop._run_once with the selector replaced."""
+        scheduled = self._scheduled
+        if (len(scheduled) > _MIN_SCHEDULED_TIMER_HANDLES and self._timer_cancelled_count
+                / len(scheduled) > _MIN_CANCELLED_TIMER_HANDLES_FRACTION):
+            kept = []
+            for timer in scheduled:
+                if timer._cancelled:
+                    timer._scheduled = False  # type: ignore[attr-defined]
+                else:
+                    kept.append(timer)
+            heapq.heapify(kept)
+            self._scheduled = scheduled = kept
+            self._timer_cancelled_count = 0
+        else:
+            while scheduled and scheduled[0]._cancelled:
+                self._timer_cancelled_count -= 1
+                timer = heapq.heappop(scheduled)
+                timer._scheduled = False  # type: ignore[attr-defined]
+
+        ready = self._ready
+        timeout: float | None = None
+        if ready or self._stopping:
+            timeout = 0
+        elif scheduled:
+            timeout = min(max(0.0, scheduled[0].when() - self.time()), MAXIMUM_POLL_TIMEOUT)
+
+        self._muxio.run_once(timeout)
+
+        end_time = self.time() + self._clock_resolution
+        while scheduled:
+            if scheduled[0].when() >= end_time:
+                break
+            timer = heapq.heappop(scheduled)
+            timer._scheduled = False  # type: ignore[attr-defined]
+            ready.append(timer)
+
+        if self._debug:
+            self._run_ready_debug(len(ready))
+        else:
+            for _ in range(len(ready)):
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+        self._muxio.flush()
+
+    def _run_ready_debug(self, count: int) -> None:
+        ready = self._ready
+        for _ in range(count):
+            handle = ready.popleft()
+            if handle._cancelled:
+                continue
+            try:
+                self._current_handle = handle
+                started = self.time()
+                handle._run()
+                took = self.time() - started
+                if took >= self.slow_callback_duration:
+                    log.warning("Executing %s took %.3f seconds",
+                                base_events._format_handle(handle),  # type: ignore[attr-defined]
+                                took)
+            finally:
+                self._current_handle = None
+
+    # -- fd callbacks (asyncio's internal API, used by add_reader, sock_*, accept, pipes) --
+
+    def _io_handle(self, callback: Callable[..., object], args: tuple[Any, ...], fd: int,
+                   writer: bool) -> IoHandle:
+        if self._probe is not None:
+            return LevelTriggeredHandle(callback, args, self, fd=fd, writer=writer,
+                                        ready_queue=self._ready, drop=self._drop_cancelled,
+                                        probe=self._probe)
+        return IoHandle(callback, args, self, fd=fd, writer=writer, ready_queue=self._ready,
+                        drop=self._drop_cancelled)
+
+    def _add_reader(self, fd: FileLike, callback: Callable[..., object],
+                    *args: Any) -> events.Handle:
+        return self._add_io(fd, callback, args, writer=False)
+
+    def _add_writer(self, fd: FileLike, callback: Callable[..., object],
+                    *args: Any) -> events.Handle:
+        return self._add_io(fd, callback, args, writer=True)
+
+    def _add_io(self, fileobj: FileLike, callback: Callable[..., object],
+                args: tuple[Any, ...], *, writer: bool) -> events.Handle:
+        self._check_closed()
+        fd = _fileno(fileobj)
+        handle = self._io_handle(callback, args, fd, writer)
+        try:
+            if writer:
+                self._muxio.add_writer(fd, handle.on_event)
+            else:
+                self._muxio.add_reader(fd, handle.on_event)
+        except PollerError as exc:
+            raise as_asyncio_error(exc) from exc
+        slot = self._fd_handles.get(fd)
+        if slot is None:
+            slot = self._fd_handles[fd] = [None, None]
+        old = slot[writer]
+        slot[writer] = handle
+        if old is not None:
+            old.cancel()
+        return handle
+
+    def _remove_reader(self, fd: FileLike) -> bool:
+        return self._remove_io(fd, writer=False)
+
+    def _remove_writer(self, fd: FileLike) -> bool:
+        return self._remove_io(fd, writer=True)
+
+    def _remove_io(self, fileobj: FileLike, *, writer: bool) -> bool:
+        if self.is_closed():
+            return False
+        fd = _fileno(fileobj)
+        slot = self._fd_handles.get(fd)
+        if slot is None or slot[writer] is None:
+            return False
+        handle = slot[writer]
+        assert handle is not None
+        slot[writer] = None
+        if slot[not writer] is None:
+            del self._fd_handles[fd]
+        handle.cancel()
+        try:
+            if writer:
+                self._muxio.remove_writer(fd)
+            else:
+                self._muxio.remove_reader(fd)
+        except PollerError as exc:
+            # select/poll: the fd was closed while still watched the other way. The muxio
+            # loop no longer calls us for it; the poller forgets it when it is reused.
+            log.debug("removing fd %d from the %s poller: %s", fd, self.backend, exc)
+        return True
+
+    def _drop_cancelled(self, fd: int, writer: bool, handle: IoHandle) -> None:
+        """A cancelled handle's fd was reported: unregister it (asyncio does the same)."""
+        slot = self._fd_handles.get(fd)
+        if slot is not None and slot[writer] is handle:
+            self._remove_io(fd, writer=writer)
+
+    # -- transports: muxio's, behind asyncio.Transport bridges ---------------------------
+
+    def _make_socket_transport(self, sock: socket.socket, protocol: asyncio.BaseProtocol,
+                               waiter: asyncio.Future[Any] | None = None, *,
+                               extra: dict[str, Any] | None = None,
+                               server: asyncio.Server | None = None) -> StreamBridge:
+        _set_nodelay(sock)
+        # A client's create_connection returns before the first data_received, as on
+        # asyncio's loop (StreamBridge.hold_reading); accepted connections read at once.
+        hold = waiter if server is None else None
+        bridge = StreamBridge(self, protocol, sock=sock, extra=extra, server=server,
+                              hold_until=hold)
+        try:
+            TcpTransport(self._muxio, sock, bridge)
+        except PollerError as exc:
+            sock.close()
+            raise as_asyncio_error(exc) from exc
+        if waiter is not None:
+            self.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                           waiter, None)
+        return bridge
+
+    def _make_datagram_transport(self, sock: socket.socket,
+                                 protocol: asyncio.DatagramProtocol, address: Any = None,
+                                 waiter: asyncio.Future[Any] | None = None,
+                                 extra: dict[str, Any] | None = None) -> DatagramBridge:
+        bridge = DatagramBridge(self, protocol, sock, address, extra)
+        try:
+            UdpTransport(self._muxio, sock, bridge)
+        except PollerError as exc:
+            sock.close()
+            raise as_asyncio_error(exc) from exc
+        if waiter is not None:
+            bridge.hold_reading(waiter)
+            self.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                           waiter, None)
+        return bridge
+
+    def _make_ssl_transport(self, *args: Any, **kwargs: Any) -> Any:
+        raise TlsUnavailableError(TLS_MISSING)
+
+    async def _sendfile_native(self, transp: Any, file: Any, offset: int,
+                               count: int | None) -> int:
+        """os.sendfile on the transport's socket, after the bytes written before it."""
+        if not isinstance(transp, StreamBridge) or transp._sock is None:
+            raise exceptions.SendfileNotAvailableError(
+                f"{transp!r} has no socket to sendfile() on")
+        fd = transp._sock_fd
+        if self._transports.get(fd) is transp:
+            del self._transports[fd]
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        transp.refuse_writes("unable to write; sendfile is in progress")
+        try:
+            await transp.wait_drained()
+            return await self.sock_sendfile(transp._sock, file, offset, count, fallback=False)
+        finally:
+            transp.accept_writes()
+            if resume_reading:
+                transp.resume_reading()
+            if not transp.is_closing():
+                self._transports[fd] = transp
+
+    # -- TLS: refused until muxio has its TLS transport -----------------------------------
+
+    async def start_tls(self, transport: asyncio.BaseTransport,
+                        protocol: asyncio.BaseProtocol, sslcontext: Any,
+                        **kwargs: Any) -> asyncio.Transport:
+        raise TlsUnavailableError(TLS_MISSING)
+
+    async def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        _refuse_tls(kwargs.get("ssl"))
+        return await super().create_connection(*args, **kwargs)
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        _refuse_tls(kwargs.get("ssl"))
+        return await super().create_server(*args, **kwargs)
+
+    async def create_unix_connection(self, *args: Any, **kwargs: Any) -> Any:
+        _refuse_tls(kwargs.get("ssl"))
+        return await super().create_unix_connection(*args, **kwargs)
+
+    async def create_unix_server(self, *args: Any, **kwargs: Any) -> Any:
+        _refuse_tls(kwargs.get("ssl"))
+        return await super().create_unix_server(*args, **kwargs)
+
+    async def connect_accepted_socket(self, *args: Any, **kwargs: Any) -> Any:
+        _refuse_tls(kwargs.get("ssl"))
+        return await super().connect_accepted_socket(*args, **kwargs)
+
+    # -- child processes: a pidfd on the loop ----------------------------------------------
+
+    async def _make_subprocess_transport(  # noqa: PLR0917 - asyncio's signature
+            self, protocol: asyncio.BaseProtocol, args: Any, shell: bool, stdin: Any,
+            stdout: Any, stderr: Any, bufsize: int, extra: Any = None, **kwargs: Any) -> Any:
+        if not self._use_pidfd:
+            return await super()._make_subprocess_transport(  # type: ignore[misc]
+                protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra, **kwargs)
+        waiter = self.create_future()
+        transport = unix_events._UnixSubprocessTransport(  # type: ignore[attr-defined]
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize, waiter=waiter,
+            extra=extra, **kwargs)
+        self._watch_child(transport)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transport.close()
+            await transport._wait()
+            raise
+        return transport
+
+    def _watch_child(self, transport: Any) -> None:
+        pid = transport.get_pid()
+        pidfd = os.pidfd_open(pid)
+        self._pidfds[pidfd] = pid
+        try:
+            self._add_reader(pidfd, self._child_exited, pid, pidfd, transport)
+        except BaseException:
+            del self._pidfds[pidfd]
+            os.close(pidfd)
+            raise
+
+    def _child_exited(self, pid: int, pidfd: int, transport: Any) -> None:
+        """The pidfd is readable: the child has exited; reap it (this never blocks)."""
+        self._remove_reader(pidfd)
+        del self._pidfds[pidfd]
+        os.close(pidfd)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            returncode = 255
+            log.warning("child process %d was reaped by someone else (a child watcher or "
+                        "os.wait in another thread?); reporting returncode 255", pid)
+        else:
+            returncode = os.waitstatus_to_exitcode(status)
+        # One iteration later, as asyncio does: pipe data read in this one comes first.
+        self.call_soon(transport._process_exited, returncode)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """asyncio's close; also stops watching children still running and closes the
+        muxio loop."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        for pidfd in list(self._pidfds):
+            self._remove_reader(pidfd)
+            os.close(pidfd)
+        self._pidfds.clear()
+        super().close()
+        self._fd_handles.clear()
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} backend={self.backend!r} running={self.is_running()} "
+                f"closed={self.is_closed()} debug={self.get_debug()}>")
