@@ -136,11 +136,13 @@ class EventLoop(asyncio.SelectorEventLoop):
     _current_handle: events.Handle | None
     _transports: weakref.WeakValueDictionary[int, Any]
     _check_closed: Callable[[], None]
+    _closed: bool
 
     def __init__(self, backend: str | None = None, *, muxio_loop: Loop | None = None) -> None:
         """`backend` resolves like `muxio.loop.Loop(backend)` (argument, MUXIO_BACKEND,
         config file, auto); `muxio_loop` hands over a ready-made Loop instead (e.g. one
         over a custom poller), which this loop then owns."""
+        self._closed = True  # until asyncio's __init__ runs: __del__ reads it if Loop() fails
         self._muxio = muxio_loop if muxio_loop is not None else Loop(backend)
         self._fd_handles: dict[int, list[IoHandle | None]] = {}
         self._probe = ReadinessProbe() if self._muxio.edge_triggered else None
