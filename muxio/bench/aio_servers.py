@@ -58,7 +58,8 @@ async def start_aiohttp(host: str, port: int) -> Callable[[], Awaitable[None]]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
-    return runner.cleanup
+    cleanup: Callable[[], Awaitable[None]] = runner.cleanup
+    return cleanup
 
 
 STARTERS: dict[str, Callable[[str, int], Awaitable[Callable[[], Awaitable[None]]]]] = {
