@@ -201,17 +201,19 @@ class Recorder(unittest.TextTestResult):
 
 
 def run(module_name: str, backend: str, test_timeout: float,
-        only: list[str] | None = None) -> dict[str, Any]:
+        only: list[str] | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     if backend != BASELINE:
         LoopCounter.install()
     module = importlib.import_module(f"test.test_asyncio.{module_name}")
     builder = mixin_classes if module_name in MIXIN_MODULES else policy_classes
     suite = unittest.TestSuite()
     loader = unittest.TestLoader()
-    for test_class in builder(module, backend):
-        for test in loader.loadTestsFromTestCase(test_class):
-            if only and not any(part in test.id() for part in only):
-                continue
+    index, count = shard
+    tests = [test for test_class in builder(module, backend)
+             for test in loader.loadTestsFromTestCase(test_class)
+             if not only or any(part in test.id() for part in only)]
+    for position, test in enumerate(sorted(tests, key=lambda test: test.id())):
+        if position % count == index:
             suite.addTest(test)
     stream = io.StringIO()
     result = Recorder(stream, True, 0, test_timeout)
@@ -224,6 +226,7 @@ def run(module_name: str, backend: str, test_timeout: float,
         "seconds": round(time.monotonic() - started, 1),
         "tests": len(result.outcomes), "counts": dict(counts),
         "ran_on_muxio": len(result.on_muxio),
+        "outcomes": dict(sorted(result.outcomes.items())),
         "problems": {test: {"outcome": outcome, "detail": result.details.get(test, "")}
                      for test, outcome in sorted(result.outcomes.items())
                      if outcome in ("failed", "error", "unexpected success")},
@@ -242,12 +245,17 @@ def main() -> None:
                         help="run only tests whose id contains this (repeatable)")
     parser.add_argument("--test-timeout", type=float, default=60.0,
                         help="seconds before a single test counts as hung")
+    parser.add_argument("--shard", default="0/1", metavar="K/N",
+                        help="run every N-th test starting at the K-th (split a long module)")
     parser.add_argument("--json", type=Path, default=None,
                         help="write the report here (default: stdout, which tests may "
                              "also print to)")
     args = parser.parse_args()
-    report = json.dumps(run(args.module, args.backend, args.test_timeout, args.only),
-                        indent=1)
+    index, count = (int(part) for part in args.shard.split("/"))
+    if not 0 <= index < count:
+        parser.error(f"--shard {args.shard}: K must be in 0..N-1")
+    report = json.dumps(run(args.module, args.backend, args.test_timeout, args.only,
+                            (index, count)), indent=1)
     if args.json is None:
         print(report)
     else:
