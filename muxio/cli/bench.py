@@ -1,6 +1,8 @@
 """`muxio bench WORKLOAD`: the same handler on every backend and on the peers, side by side.
 
     muxio bench echo --rounds 5 --duration 3 --json bench.json --plot bench.png
+    muxio bench aio-http --backends epoll,epoll-et     # an aiohttp app on asyncio, uvloop
+                                                       # and muxio.aio per backend
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ def register(subparsers: Any) -> None:
     bench.add_argument("workload", choices=sorted(WORKLOADS))
     bench.add_argument("--backends", default=",".join(matrix_backends()),
                        help="muxio backends to run (default: every one available here)")
-    bench.add_argument("--peers", default=",".join(PEERS),
-                       help="peer loops hosting the same handler (asyncio, uvloop, twisted)")
+    bench.add_argument("--peers", default=None,
+                       help="peer loops hosting the same handler (default: every one the "
+                            "workload runs on: asyncio, uvloop, twisted; the aio-* workloads "
+                            "run asyncio apps on asyncio and uvloop)")
     bench.add_argument("--reference", default="asyncio",
                        help="the column ratios are computed against (default: asyncio)")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
@@ -49,13 +53,19 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     workload = WORKLOADS[args.workload]
     backends = [name for name in args.backends.split(",") if name]
-    peers = [name for name in args.peers.split(",") if name]
-    unknown = [peer for peer in peers if peer not in PEERS]
+    allowed = workload.peers or PEERS
+    peers = [name for name in (args.peers or ",".join(allowed)).split(",") if name]
+    unknown = [peer for peer in peers if peer not in allowed]
     if unknown:
-        raise ConfigError(f"--peers {unknown} unknown; choose from {', '.join(PEERS)}")
-    targets = ([peer_target(peer, workload.service, workload.service_args) for peer in peers]
-               + [muxio_target(backend, workload.service, workload.service_args)
-                  for backend in backends])
+        raise ConfigError(f"--peers {unknown} unknown for {workload.name}; choose from "
+                          f"{', '.join(allowed)}")
+    if workload.targets is not None:
+        targets = workload.targets(backends, peers)
+    else:
+        targets = ([peer_target(peer, workload.service, workload.service_args)
+                    for peer in peers]
+                   + [muxio_target(backend, workload.service, workload.service_args)
+                      for backend in backends])
     names = [target.name for target in targets]
     if args.reference not in names:
         raise ConfigError(f"--reference {args.reference!r} is not among the targets {names}")
@@ -87,14 +97,20 @@ def render_table(unit: str, results: list[TargetResult], reference: str) -> Tabl
     ref = next(result for result in results if result.target == reference)
     ref_rate = ref.median("ops_per_second")
     ref_cpu = ref.median("server_cpu_us_per_op")
+    uvloop = next((result for result in results
+                   if result.target == "uvloop" and reference != "uvloop"), None)
     table = Table(title=f"medians; ratios are to {reference} measured in the same run")
-    for column in ("target", f"{unit}/s", f"x {reference}", f"server CPU µs/{unit}",
-                   f"CPU x {reference}", f"{unit}/s min-max"):
+    columns = ["target", f"{unit}/s", f"x {reference}", *(["x uvloop"] if uvloop else []),
+               f"server CPU µs/{unit}", f"CPU x {reference}", f"{unit}/s min-max"]
+    for column in columns:
         table.add_column(column, justify="left" if column == "target" else "right")
     for result in results:
         rate = result.median("ops_per_second")
         cpu = result.median("server_cpu_us_per_op")
         low, high = result.spread("ops_per_second")
-        table.add_row(result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", f"{cpu:.1f}",
-                      f"{cpu / ref_cpu:.2f}", f"{low:,.0f}-{high:,.0f}")
+        versus_uvloop = ([f"{rate / uvloop.median('ops_per_second'):.2f}"]
+                         if uvloop else [])
+        table.add_row(result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}",
+                      *versus_uvloop, f"{cpu:.1f}", f"{cpu / ref_cpu:.2f}",
+                      f"{low:,.0f}-{high:,.0f}")
     return table
