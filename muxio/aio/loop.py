@@ -42,13 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import heapq
 import logging
 import os
 import selectors
 import socket
 import weakref
-from asyncio import base_events, events, exceptions, futures, unix_events
+from asyncio import base_events, events, exceptions, format_helpers, futures, unix_events
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -67,6 +68,33 @@ _MIN_SCHEDULED_TIMER_HANDLES = 100
 _MIN_CANCELLED_TIMER_HANDLES_FRACTION = 0.5
 MAXIMUM_POLL_TIMEOUT = 24 * 3600
 """Longest single wait, as asyncio's (a day)."""
+
+
+class _ReadyHandle(events.Handle):
+    """asyncio's Handle as `call_soon` makes it when debug mode is off, minus the debug
+    bookkeeping its __init__ looks up on every call (the loop's hottest allocation: every
+    Task step and Future callback). Same class family, same fields, same behaviour."""
+
+    __slots__ = ()
+
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...],
+                 loop: asyncio.AbstractEventLoop,
+                 context: contextvars.Context | None) -> None:
+        self._context = contextvars.copy_context() if context is None else context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        self._source_traceback = None
+
+
+_HANDLE_FIELDS = ("_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr",
+                  "__weakref__", "_context")
+_FAST_HANDLES = tuple(events.Handle.__slots__) == _HANDLE_FIELDS
+"""The fast path is used only where asyncio's Handle has exactly the fields it fills."""
+_RUN_INLINE = frozenset({events.Handle, events.TimerHandle, _ReadyHandle, IoHandle})
+"""Handle classes whose `_run` is asyncio's own: the ready loop runs them inline."""
 
 
 def _fileno(fileobj: FileLike) -> int:
@@ -218,11 +246,42 @@ class EventLoop(asyncio.SelectorEventLoop):
         if self._debug:
             self._run_ready_debug(len(ready))
         else:
+            inline = _RUN_INLINE
             for _ in range(len(ready)):
                 handle = ready.popleft()
-                if not handle._cancelled:
+                if handle._cancelled:
+                    continue
+                if handle.__class__ in inline:
+                    # Handle._run without its frame: one Python call less per callback.
+                    try:
+                        handle._context.run(handle._callback,  # type: ignore[attr-defined]
+                                            *handle._args)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        self._callback_failed(handle, exc)
+                else:
                     handle._run()
         self._muxio.flush()
+
+    def _callback_failed(self, handle: events.Handle, exc: BaseException) -> None:
+        """What asyncio's Handle._run reports when its callback raises."""
+        source = format_helpers._format_callback_source(
+            handle._callback, handle._args)  # type: ignore[attr-defined]
+        context: dict[str, Any] = {"message": f"Exception in callback {source}",
+                                   "exception": exc, "handle": handle}
+        if handle._source_traceback:  # type: ignore[attr-defined]
+            context["source_traceback"] = handle._source_traceback  # type: ignore[attr-defined]
+        self.call_exception_handler(context)
+
+    def call_soon(self, callback: Callable[..., object], *args: Any,  # type: ignore[override]
+                  context: contextvars.Context | None = None) -> events.Handle:
+        """asyncio's call_soon; with debug mode off, one lean Handle and an append."""
+        if self._debug or self._closed or not _FAST_HANDLES:
+            return super().call_soon(callback, *args, context=context)
+        handle = _ReadyHandle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
 
     def _run_ready_debug(self, count: int) -> None:
         ready = self._ready
