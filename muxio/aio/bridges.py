@@ -35,6 +35,7 @@ asyncio's loop. Differences from asyncio's selector transports, on purpose:
 from __future__ import annotations
 
 import socket
+import sys
 from asyncio import BaseProtocol, BufferedProtocol, constants, trsock
 from asyncio import transports as aio_transports
 from collections.abc import Callable
@@ -48,6 +49,25 @@ if TYPE_CHECKING:
     from muxio.aio.loop import EventLoop
     from muxio.transports.tcp import TcpTransport
     from muxio.transports.udp import UdpTransport
+
+def _server_attach(server: Any, transport: StreamBridge) -> None:
+    """asyncio's Server counts its connections (and, from Python 3.13, keeps them for
+    close_clients/abort_clients)."""
+    if _SERVER_KEEPS_TRANSPORTS:
+        server._attach(transport)
+    else:
+        server._attach()
+
+
+def _server_detach(server: Any, transport: StreamBridge) -> None:
+    if _SERVER_KEEPS_TRANSPORTS:
+        server._detach(transport)
+    else:
+        server._detach()
+
+
+_SERVER_KEEPS_TRANSPORTS = sys.version_info >= (3, 13)
+
 
 def _bind(obj: object, **methods: Callable[..., Any]) -> None:
     """Store bound methods as instance attributes: a call finds them before the class's
@@ -122,7 +142,7 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
         if self._sock is not None:
             self._loop._transports[self._sock_fd] = self
         if self._server is not None:
-            self._server._attach()  # type: ignore[attr-defined]
+            _server_attach(self._server, self)
         if self._hold_until is not None:
             self.hold_reading(self._hold_until)
             self._hold_until = None
@@ -161,7 +181,7 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
                 del self._loop._transports[self._sock_fd]
             server, self._server = self._server, None
             if server is not None:
-                server._detach()  # type: ignore[attr-defined]
+                _server_detach(server, self)
 
     def pause_writing(self) -> None:
         if self._drain_waiter is not None and not self._protocol_paused:

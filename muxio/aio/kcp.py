@@ -85,10 +85,12 @@ class KcpServer(asyncio.AbstractServer):
         self._waiters: list[asyncio.Future[None]] = []
         self._serving_forever: asyncio.Future[None] | None = None
 
-    def _attach(self) -> None:
+    def _attach(self, transport: object = None) -> None:
+        """A session started (the bridge passes itself from Python 3.13 on, as it does to
+        asyncio's Server)."""
         self._active += 1
 
-    def _detach(self) -> None:
+    def _detach(self, transport: object = None) -> None:
         self._active -= 1
         if self._active == 0 and self._closed:
             self._wakeup()

@@ -10,16 +10,20 @@ selectors, plug-ins; chosen with the usual precedence, see muxio.config):
   the exception handler, debug mode and its thread checks, executors, getaddrinfo,
   asyncgen hooks. asyncio's C-accelerated Future and Task run on it unchanged.
 - One iteration (`_run_once`):
-  1. the muxio loop runs one iteration (`Loop.run_once(timeout)`): it sends the writes
+  1. asyncio's due timers join its ready queue, and the callbacks queued so far run
+     (callbacks they schedule wait for the next iteration, as in asyncio);
+  2. the muxio loop runs one iteration (`Loop.run_once(timeout)`): it sends the writes
      queued since its last poll, polls (not at all if asyncio callbacks are ready, else
      until asyncio's next timer or muxio's own, whichever is first) and dispatches the
      events. muxio transports read right there and call their protocols; an asyncio
      fd callback (add_reader, sock_recv, accept, pipes) joins asyncio's ready queue.
-     Then muxio's own due callbacks run;
-  2. asyncio's due timers join the ready queue and the ready callbacks run, as in
-     asyncio: callbacks they schedule run in the next iteration;
-  3. `Loop.flush()` sends the writes those callbacks made, so nothing waits for the
-     next poll when the loop stops.
+     Then muxio's own due callbacks run.
+  Ready callbacks run *before* the poll because muxio's transports deliver data during
+  the poll: so everything scheduled before a poll still runs before the data it brings,
+  which is asyncio's order (there, I/O callbacks queue up behind what is already ready).
+  When a callback stops the loop, the loop leaves after step 1 as asyncio does, sending
+  the writes of that pass first (`Loop.flush()`); a loop stopped before it started
+  polls once with a zero timeout, as asyncio's does.
 - Transports handed to asyncio protocols are muxio's: TCP and UNIX stream sockets get a
   TcpTransport, datagram sockets a UdpTransport, KCP sessions a KcpTransport
   (muxio.aio.kcp), each behind a bridge that is an `asyncio.Transport` (bridges.py).
@@ -176,6 +180,7 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._probe = ReadinessProbe() if self._muxio.edge_triggered else None
         self._pidfds: dict[int, int] = {}
         self._use_pidfd = _pidfd_works()
+        self._poll_before_leaving = False
         self._muxio.set_exception_handler(self._muxio_exception)
         try:
             super().__init__(selector=cast(selectors.BaseSelector, _FdTable(self)))
@@ -205,9 +210,17 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     # -- one iteration --------------------------------------------------------------------
 
+    def run_forever(self) -> None:
+        # Stopped before it started: asyncio still polls once (timeout 0) before leaving.
+        self._poll_before_leaving = self._stopping
+        super().run_forever()
+
     def _run_once(self) -> None:
-        """Poll and dispatch (muxio), then asyncio's due timers and ready callbacks, then
-        send their writes. asyncio's BaseEventLoop._run_once with the selector replaced."""
+        """asyncio's due timers and the callbacks queued so far, then one muxio iteration
+        (send queued writes, poll, dispatch). The ready callbacks come first so that
+        everything scheduled before a poll runs before the data that poll delivers, which
+        muxio's transports hand over at once: asyncio's order, where I/O callbacks queue
+        up behind what is already there."""
         scheduled = self._scheduled
         if (len(scheduled) > _MIN_SCHEDULED_TIMER_HANDLES and self._timer_cancelled_count
                 / len(scheduled) > _MIN_CANCELLED_TIMER_HANDLES_FRACTION):
@@ -227,14 +240,6 @@ class EventLoop(asyncio.SelectorEventLoop):
                 timer._scheduled = False  # type: ignore[attr-defined]
 
         ready = self._ready
-        timeout: float | None = None
-        if ready or self._stopping:
-            timeout = 0
-        elif scheduled:
-            timeout = min(max(0.0, scheduled[0].when() - self.time()), MAXIMUM_POLL_TIMEOUT)
-
-        self._muxio.run_once(timeout)
-
         end_time = self.time() + self._clock_resolution
         while scheduled:
             if scheduled[0].when() >= end_time:
@@ -262,7 +267,17 @@ class EventLoop(asyncio.SelectorEventLoop):
                         self._callback_failed(handle, exc)
                 else:
                     handle._run()
-        self._muxio.flush()
+
+        if self._stopping and not self._poll_before_leaving:
+            self._muxio.flush()  # stop() ran in this pass: leave now, writes sent
+            return
+        self._poll_before_leaving = False
+        timeout: float | None = None
+        if ready or self._stopping:
+            timeout = 0
+        elif scheduled:
+            timeout = min(max(0.0, scheduled[0].when() - self.time()), MAXIMUM_POLL_TIMEOUT)
+        self._muxio.run_once(timeout)
 
     def _callback_failed(self, handle: events.Handle, exc: BaseException) -> None:
         """What asyncio's Handle._run reports when its callback raises."""
