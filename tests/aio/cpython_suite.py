@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import gc
 import importlib
 import io
 import json
@@ -161,6 +162,9 @@ class Recorder(unittest.TextTestResult):
 
     def stopTest(self, test: unittest.TestCase) -> None:
         faulthandler.cancel_dump_traceback_later()
+        # Collect what this test left behind now: a test that failed half-way (e.g. on
+        # TLS) must not make a later test see its ResourceWarnings.
+        gc.collect()
         super().stopTest(test)
         if LoopCounter.created > self._loops_before:
             self.on_muxio.add(test.id())
