@@ -14,9 +14,10 @@ pair, so the list stays true.
 
 What runs by default (CI): every module on the edge-triggered backend (the one most
 unlike asyncio's selectors), and the modules that exercise the loop's I/O (events,
-sockets, sendfile, subprocesses, streams, servers, buffered protocols) on every other
-backend. `MUXIO_CPYTHON_SUITE=full` runs every module on every backend (test_tasks alone
-takes ~40 s per backend and mostly uses asyncio's fake TestLoop, not ours).
+sockets, sendfile, streams, servers, buffered protocols) on every other backend; the
+scheduling modules (tasks, locks, queues...) run the same code on every backend.
+`MUXIO_CPYTHON_SUITE=full` runs every module on every backend (test_tasks alone takes
+~40 s per backend, and 660 of its ~910 tests use asyncio's fake TestLoop, not ours).
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ from muxio.testing.matrix import matrix_backends
 
 SUITE = Path(__file__).with_name("cpython_suite.py")
 ENV_FULL = "MUXIO_CPYTHON_SUITE"
-IO_MODULES = ("test_events", "test_sock_lowlevel", "test_sendfile", "test_subprocess",
-              "test_streams", "test_server", "test_buffered_proto")
-ALL_MODULES = (*IO_MODULES, "test_tasks", "test_taskgroups", "test_timeouts", "test_queues",
-               "test_locks", "test_waitfor", "test_runners", "test_threads", "test_pep492",
-               "test_context", "test_futures2")
+IO_MODULES = ("test_events", "test_sock_lowlevel", "test_sendfile", "test_streams",
+              "test_server", "test_buffered_proto")
+"""What differs from one backend to the next: fds, sockets, transports, servers (and,
+inside test_events, subprocesses, pipes and signals)."""
+ALL_MODULES = (*IO_MODULES, "test_subprocess", "test_tasks", "test_taskgroups",
+               "test_timeouts", "test_queues", "test_locks", "test_waitfor", "test_runners",
+               "test_threads", "test_pep492", "test_context", "test_futures2")
 EVERY_MODULE_ON = "epoll-et"
 """The backend every module runs on by default (the other backends run IO_MODULES)."""
 RUN_TIMEOUT = 600.0
