@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import functools
 import heapq
 import logging
 import os
@@ -75,22 +76,16 @@ MAXIMUM_POLL_TIMEOUT = 24 * 3600
 
 
 class _ReadyHandle(events.Handle):
-    """asyncio's Handle as `call_soon` makes it when debug mode is off, minus the debug
-    bookkeeping its __init__ looks up on every call (the loop's hottest allocation: every
-    Task step and Future callback). Same class family, same fields, same behaviour."""
+    """asyncio's Handle as `call_soon` makes it when debug mode is off: its fields are
+    filled by call_soon itself, without Handle.__init__'s debug-mode lookup (the loop's
+    hottest allocation: every Task step and Future callback). Same class family, same
+    fields, same behaviour."""
 
     __slots__ = ()
 
-    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...],
-                 loop: asyncio.AbstractEventLoop,
-                 context: contextvars.Context | None) -> None:
-        self._context = contextvars.copy_context() if context is None else context
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
+
+_new_handle = object.__new__
+_copy_context = contextvars.copy_context
 
 
 _HANDLE_FIELDS = ("_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr",
@@ -187,6 +182,11 @@ class EventLoop(asyncio.SelectorEventLoop):
         except BaseException:
             self._muxio.close()
             raise
+        # Called from C for every Future (get_debug) and every timer (time): as built-in
+        # callables they cost no Python frame. Same answers as asyncio's methods; the
+        # clock is the muxio loop's (a FakeClock there moves asyncio's timers too).
+        vars(self).update(get_debug=functools.partial(getattr, self, "_debug"),
+                          time=self._muxio.time)
 
     # -- what muxio adds ------------------------------------------------------------------
 
@@ -294,9 +294,16 @@ class EventLoop(asyncio.SelectorEventLoop):
         """asyncio's call_soon; with debug mode off, one lean Handle and an append."""
         if self._debug or self._closed or not _FAST_HANDLES:
             return super().call_soon(callback, *args, context=context)
-        handle = _ReadyHandle(callback, args, self, context)
+        handle: Any = _new_handle(_ReadyHandle)
+        handle._context = _copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
         self._ready.append(handle)
-        return handle
+        return cast(events.Handle, handle)
 
     def _run_ready_debug(self, count: int) -> None:
         ready = self._ready
