@@ -47,9 +47,10 @@ from typing import Any
 MIXIN_MODULES = ("test_events", "test_sock_lowlevel", "test_sendfile", "test_subprocess")
 POLICY_MODULES = ("test_streams", "test_server", "test_tasks", "test_taskgroups",
                   "test_timeouts", "test_queues", "test_locks")
-EXTRA_MODULES = ("test_buffered_proto", "test_waitfor", "test_runners", "test_threads",
-                 "test_pep492", "test_context", "test_futures2")
-"""Beyond the issue's list: more policy-driven modules that create real loops."""
+EXTRA_MODULES = ("test_buffered_proto", "test_waitfor", "test_threads", "test_context",
+                 "test_futures2")
+"""Beyond the issue's list: more policy-driven modules that create real loops
+(test_runners and test_pep492 only ever build mocked asyncio.BaseEventLoops)."""
 MODULES = MIXIN_MODULES + POLICY_MODULES + EXTRA_MODULES
 BASELINE = "asyncio"
 
