@@ -84,15 +84,25 @@ class _ReadyHandle(events.Handle):
     __slots__ = ()
 
 
+class _ReadyTimerHandle(events.TimerHandle):
+    """asyncio's TimerHandle as `call_at` makes it when debug mode is off (see
+    _ReadyHandle)."""
+
+    __slots__ = ()
+
+
 _new_handle = object.__new__
 _copy_context = contextvars.copy_context
 
 
 _HANDLE_FIELDS = ("_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr",
                   "__weakref__", "_context")
-_FAST_HANDLES = tuple(events.Handle.__slots__) == _HANDLE_FIELDS
-"""The fast path is used only where asyncio's Handle has exactly the fields it fills."""
-_RUN_INLINE = frozenset({events.Handle, events.TimerHandle, _ReadyHandle, IoHandle})
+_FAST_HANDLES = (tuple(events.Handle.__slots__) == _HANDLE_FIELDS
+                 and set(events.TimerHandle.__slots__) == {"_scheduled", "_when"})
+"""The fast paths are used only where asyncio's handles have exactly the fields they
+fill (the Pythons tested: 3.11 to 3.13)."""
+_RUN_INLINE = frozenset({events.Handle, events.TimerHandle, _ReadyHandle, _ReadyTimerHandle,
+                         IoHandle})
 """Handle classes whose `_run` is asyncio's own: the ready loop runs them inline."""
 
 
@@ -186,7 +196,8 @@ class EventLoop(asyncio.SelectorEventLoop):
         # callables they cost no Python frame. Same answers as asyncio's methods; the
         # clock is the muxio loop's (a FakeClock there moves asyncio's timers too).
         vars(self).update(get_debug=functools.partial(getattr, self, "_debug"),
-                          time=self._muxio.time)
+                          time=self._muxio.time,
+                          create_future=functools.partial(futures.Future, loop=self))
 
     # -- what muxio adds ------------------------------------------------------------------
 
@@ -304,6 +315,32 @@ class EventLoop(asyncio.SelectorEventLoop):
         handle._source_traceback = None
         self._ready.append(handle)
         return cast(events.Handle, handle)
+
+    def call_at(self, when: float, callback: Callable[..., object],  # type: ignore[override]
+                *args: Any, context: contextvars.Context | None = None) -> events.TimerHandle:
+        """asyncio's call_at; with debug mode off, one lean TimerHandle and a heap push."""
+        if when is None or self._debug or self._closed or not _FAST_HANDLES:
+            return super().call_at(when, callback, *args, context=context)
+        timer: Any = _new_handle(_ReadyTimerHandle)
+        timer._context = _copy_context() if context is None else context
+        timer._loop = self
+        timer._callback = callback
+        timer._args = args
+        timer._cancelled = False
+        timer._repr = None
+        timer._source_traceback = None
+        timer._when = when
+        timer._scheduled = True
+        heapq.heappush(self._scheduled, timer)
+        return cast(events.TimerHandle, timer)
+
+    def call_later(self, delay: float, callback: Callable[..., object],  # type: ignore[override]
+                   *args: Any, context: contextvars.Context | None = None,
+                   ) -> events.TimerHandle:
+        if delay is None:  # asyncio's TypeError, from asyncio
+            return super().call_later(delay, callback, *args,  # type: ignore[unreachable]
+                                      context=context)
+        return self.call_at(self.time() + delay, callback, *args, context=context)
 
     def _run_ready_debug(self, count: int) -> None:
         ready = self._ready
