@@ -13,6 +13,8 @@ import sys
 from typing import Any
 
 from muxio.cli.services import SERVICES
+from muxio.cli.tls_options import server_context_from
+from muxio.errors import MuxioError
 from muxio.protocols import ProtocolFactory, Scheduler
 
 LOOPS = ("asyncio", "uvloop", "twisted")
@@ -34,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     service_args = service_parser.parse_args(rest)
     service_args.host, service_args.port = known.host, known.port
     logging.basicConfig(level=logging.WARNING)
+    try:
+        tls = server_context_from(service_args)  # --tls-cert: the peer loop's own TLS
+    except MuxioError as exc:
+        parser.error(str(exc))
+    if tls is not None and known.loop == "twisted":
+        parser.error("--tls-cert is not supported on twisted here (its TLS needs pyOpenSSL); "
+                     "use --loop asyncio or uvloop")
 
     def build(scheduler: Scheduler) -> ProtocolFactory:
         factory: ProtocolFactory = module.protocol_factory(scheduler, service_args)
@@ -51,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         from adapters import asyncio_host
 
         asyncio_host.run(build, known.host, known.port, ready,
-                         use_uvloop=known.loop == "uvloop")
+                         use_uvloop=known.loop == "uvloop", tls=tls,
+                         handshake_timeout=getattr(service_args, "tls_handshake_timeout",
+                                                   None))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -17,11 +18,12 @@ from muxio.protocols import ProtocolFactory, Scheduler
 FactoryBuilder = Callable[[Scheduler], ProtocolFactory]
 
 
-async def _serve(build: FactoryBuilder, host: str, port: int,
-                 ready: Callable[[str], None]) -> None:
+async def _serve(build: FactoryBuilder, host: str, port: int, ready: Callable[[str], None], *,
+                 tls: ssl.SSLContext | None, handshake_timeout: float | None) -> None:
     loop = asyncio.get_running_loop()
     factory: Any = build(loop)
-    server = await loop.create_server(factory, host, port, reuse_address=True)
+    server = await loop.create_server(factory, host, port, reuse_address=True, ssl=tls,
+                                      ssl_handshake_timeout=handshake_timeout if tls else None)
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -34,11 +36,14 @@ async def _serve(build: FactoryBuilder, host: str, port: int,
 
 
 def run(build: FactoryBuilder, host: str, port: int, ready: Callable[[str], None],
-        *, use_uvloop: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM on asyncio's default loop, or on uvloop."""
+        *, use_uvloop: bool = False, tls: ssl.SSLContext | None = None,
+        handshake_timeout: float | None = None) -> None:
+    """Serve until SIGINT/SIGTERM on asyncio's default loop, or on uvloop; over the loop's
+    own TLS when `tls` is given (the peer column of `muxio bench ... --tls`)."""
+    serving = _serve(build, host, port, ready, tls=tls, handshake_timeout=handshake_timeout)
     if use_uvloop:
         import uvloop
 
-        uvloop.run(_serve(build, host, port, ready))
+        uvloop.run(serving)
     else:
-        asyncio.run(_serve(build, host, port, ready))
+        asyncio.run(serving)

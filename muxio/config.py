@@ -21,16 +21,17 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from muxio.errors import BackendUnavailableError, ConfigError, UnknownBackendError
-from muxio.pollers.registry import AUTO, BackendSpec, Features, Registry, default_registry
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+AUTO = "auto"
+"""The backend name that means: the best one available here."""
 ENV_BACKEND = "MUXIO_BACKEND"
 CONFIG_FILE = "muxio.toml"
 PYPROJECT = "pyproject.toml"
@@ -75,8 +76,26 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
+class NamedSpec(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+SpecT = TypeVar("SpecT", bound=NamedSpec)
+SpecT_co = TypeVar("SpecT_co", bound=NamedSpec, covariant=True)
+
+
+class BackendTable(Protocol[SpecT_co]):
+    """What settings need of a backend registry (muxio.pollers.registry.Registry is one):
+    config sits on the ground floor and is given the table, it does not import it."""
+
+    def choose(self, name: str, features: Any = None) -> SpecT_co: ...
+
+    def available_names(self) -> list[str]: ...
+
+
 @dataclass(frozen=True)
-class BackendChoice:
+class BackendChoice(Generic[SpecT]):
     """The backend to use, and the source that decided it (for `muxio config`)."""
 
     name: str
@@ -85,15 +104,13 @@ class BackendChoice:
     """e.g. 'API argument', '--backend', 'MUXIO_BACKEND', 'muxio.toml at …', 'auto'."""
     requested: str
     """What that source said ('auto' resolves to `name`)."""
-    spec: BackendSpec
+    spec: SpecT
 
 
-def resolve_backend(api: str | None = None, *, cli: str | None = None,
-                    env: Mapping[str, str] | None = None, cwd: Path | None = None,
-                    registry: Registry | None = None,
-                    features: Features | None = None) -> BackendChoice:
-    """Apply the precedence above and validate the winner against the registry."""
-    registry = registry or default_registry()
+def resolve_backend(api: str | None = None, *, registry: BackendTable[SpecT],
+                    cli: str | None = None, env: Mapping[str, str] | None = None,
+                    cwd: Path | None = None, features: Any = None) -> BackendChoice[SpecT]:
+    """Apply the precedence above and validate the winner against `registry`."""
     env = os.environ if env is None else env
     requested, source = _first_setting(api, cli, env, cwd)
     label = _describe_source(source, requested)

@@ -77,3 +77,32 @@ class LoopRunningError(LoopError):
 
 class LoopTimeoutError(LoopError, TimeoutError):
     """`run_until` reached its deadline before its condition became true."""
+
+
+# -- TLS -----------------------------------------------------------------------------------
+
+
+class TlsError(MuxioError):
+    """A TLS setting or session failed (see the subclasses)."""
+
+
+class TlsConfigError(TlsError, ConfigError):
+    """A certificate, key or CA file is missing, unreadable or not valid PEM; the message
+    names the file."""
+
+
+class TlsHandshakeError(TlsError, ConnectionError):
+    """The TLS handshake did not complete: the peer's certificate was refused, the peer
+    does not speak TLS (e.g. plain HTTP sent to a TLS port), no common protocol version or
+    cipher, or it did not finish within the handshake timeout. `reason` says which;
+    `peer` is the peer's address."""
+
+    def __init__(self, message: str, *, reason: str, peer: object = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.peer = peer
+
+
+class TlsHalfCloseError(TlsError, NotImplementedError):
+    """`write_eof()` on a TLS transport: TLS cannot close one direction only here; call
+    `close()` when done writing (it sends close_notify), and check `can_write_eof()`."""

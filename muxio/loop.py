@@ -43,10 +43,16 @@ from types import FrameType, TracebackType
 from typing import Any, Protocol, TypeVar
 
 from muxio.config import BackendChoice, resolve_backend
-from muxio.errors import LoopClosedError, LoopError, LoopRunningError, LoopTimeoutError
+from muxio.errors import (
+    BadFdError,
+    LoopClosedError,
+    LoopError,
+    LoopRunningError,
+    LoopTimeoutError,
+)
 from muxio.futures import Future
 from muxio.pollers.base import ERROR, HUP, READ, WRITE, FileLike, Poller, PollerStatistics, fd_of
-from muxio.pollers.registry import Features
+from muxio.pollers.registry import BackendSpec, Features, default_registry
 
 log = logging.getLogger("muxio.loop")
 
@@ -84,6 +90,10 @@ class MonotonicClock:
         return timeout
 
 
+def _cancelled(*args: object) -> None:
+    """What a cancelled handle holds instead of its callback."""
+
+
 class Handle:
     """A scheduled callback; `cancel()` prevents it from running."""
 
@@ -96,6 +106,13 @@ class Handle:
 
     def cancel(self) -> None:
         self._cancelled = True
+        self._drop_references()
+
+    def _drop_references(self) -> None:
+        # A cancelled timer may wait in the heap until it is due or purged: it must not
+        # keep its callback's objects (a closed connection, its buffers) alive meanwhile.
+        self._callback = _cancelled
+        self._args = ()
 
     def cancelled(self) -> bool:
         return self._cancelled
@@ -119,15 +136,21 @@ class TimerHandle(Handle):
     def cancel(self) -> None:
         if not self._cancelled:
             self._cancelled = True
+            self._drop_references()
             loop = self._loop
             if loop is not None:
                 loop._timer_cancelled()
 
 
 class _ThreadWaker:
-    """An fd another thread writes to so that a blocked poll returns (eventfd or pipe)."""
+    """An fd another thread writes to so that a blocked poll returns (eventfd or pipe).
+
+    `wake` (any thread) and `close` (the loop's thread) exclude each other: otherwise a
+    wake could write to the fd number after close freed it, into whatever file the
+    process opened next under that number."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._event_fd = -1
         self._sockets: tuple[socket.socket, socket.socket] | None = None
         if hasattr(os, "eventfd"):
@@ -141,13 +164,14 @@ class _ThreadWaker:
             self.fd = reader.fileno()
 
     def wake(self) -> None:
-        try:
-            if self._event_fd >= 0:
-                os.eventfd_write(self._event_fd, 1)
-            elif self._sockets is not None:
-                self._sockets[1].send(b"\0")
-        except OSError:
-            pass  # full (a wakeup is already pending) or closed while shutting down
+        with self._lock:
+            try:
+                if self._event_fd >= 0:
+                    os.eventfd_write(self._event_fd, 1)
+                elif self._sockets is not None:
+                    self._sockets[1].send(b"\0")
+            except OSError:
+                pass  # full: a wakeup is already pending
 
     def drain(self) -> None:
         try:
@@ -160,24 +184,39 @@ class _ThreadWaker:
             pass  # EAGAIN: nothing (more) to drain
 
     def close(self) -> None:
-        if self._event_fd >= 0:
-            os.close(self._event_fd)
-            self._event_fd = -1
-        if self._sockets is not None:
-            for sock in self._sockets:
-                sock.close()
-            self._sockets = None
+        with self._lock:
+            if self._event_fd >= 0:
+                os.close(self._event_fd)
+                self._event_fd = -1
+            if self._sockets is not None:
+                for sock in self._sockets:
+                    sock.close()
+                self._sockets = None
 
 
 class _SignalPipe:
-    """Receives signal numbers written by Python's C-level handler (set_wakeup_fd)."""
+    """Receives signal numbers written by Python's C-level handler (set_wakeup_fd).
 
-    def __init__(self) -> None:
+    There is one wakeup fd per process, so one loop at a time may own it: taking it from
+    another loop (muxio's or asyncio's) would silently deprive that loop of its signals.
+    """
+
+    def __init__(self, owner: Loop) -> None:
         self.reader, self.writer = socket.socketpair()
         self.reader.setblocking(False)
         self.writer.setblocking(False)
-        self.previous_wakeup_fd = signal.set_wakeup_fd(self.writer.fileno(),
-                                                       warn_on_full_buffer=False)
+        previous = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+        if previous != -1:
+            signal.set_wakeup_fd(previous)
+            self.reader.close()
+            self.writer.close()
+            holder = _signal_owner.get("loop")
+            who = f"{holder!r}" if holder is not None else f"another event loop (fd {previous})"
+            raise LoopError(
+                f"{who} already receives this process's signals (signal.set_wakeup_fd is "
+                f"per process); remove its signal handlers or close it first")
+        _signal_owner["loop"] = owner
+        self.previous_wakeup_fd = previous
 
     def read_signals(self) -> bytes:
         chunks = []
@@ -193,8 +232,19 @@ class _SignalPipe:
 
     def close(self) -> None:
         signal.set_wakeup_fd(self.previous_wakeup_fd)
+        _signal_owner.pop("loop", None)
         self.reader.close()
         self.writer.close()
+
+
+_signal_owner: dict[str, Loop] = {}
+"""The loop whose `_SignalPipe` holds the process's wakeup fd, for error messages."""
+
+
+def _callback_name(callback: Callable[..., object] | None) -> str:
+    if isinstance(callback, partial):
+        callback = callback.func
+    return "none" if callback is None else getattr(callback, "__qualname__", repr(callback))
 
 
 def _ignore_signal_in_python(signum: int, frame: FrameType | None) -> None:
@@ -211,11 +261,13 @@ class Loop:
     def __init__(self, backend: str | None = None, *, poller: Poller | None = None,
                  clock: Clock | None = None, cli_backend: str | None = None,
                  features: Features | None = None) -> None:
-        self.backend_choice: BackendChoice | None = None
+        self.backend_choice: BackendChoice[BackendSpec] | None = None
         if poller is None:
-            self.backend_choice = resolve_backend(backend, cli=cli_backend, features=features)
+            self.backend_choice = resolve_backend(backend, cli=cli_backend, features=features,
+                                                  registry=default_registry())
             poller = self.backend_choice.spec.factory()
         self._poller = poller
+        self._closed_fds = poller.closed_fds
         self.edge_triggered = poller.capabilities.edge_triggered
         self._clock: Clock = clock or MonotonicClock()
         self.time: Callable[[], float] = self._clock.monotonic
@@ -244,8 +296,10 @@ class Loop:
         self._signal_handlers: dict[int, Handle] = {}
         self._previous_signal_handlers: dict[int, Any] = {}
         self.current_events = 0
-        """Event flags of the fd whose callback is running (edge-triggered readers use HUP
-        to know whether the peer's EOF is already queued)."""
+        """Event flags of the fd whose reader/writer the loop is calling for a poll result
+        (edge-triggered readers use HUP to know whether the peer's EOF is queued); 0 at
+        any other time, e.g. in call_soon callbacks, so a read continued from the ready
+        queue never sees another fd's flags."""
         self._waker = _ThreadWaker()
         self.add_reader(self._waker.fd, self._waker.drain)
 
@@ -301,7 +355,9 @@ class Loop:
         self._cancelled_timers += 1
         if (self._cancelled_timers > _MIN_CANCELLED_TIMERS_TO_PURGE
                 and self._cancelled_timers * 2 > len(self._timers)):
-            self._timers = [entry for entry in self._timers if not entry[2]._cancelled]
+            # In place: `_run_once` may hold this list in a local while a callback that
+            # it runs cancels timers; a new list would leave it popping a stale copy.
+            self._timers[:] = [entry for entry in self._timers if not entry[2]._cancelled]
             heapq.heapify(self._timers)
             self._cancelled_timers = 0
 
@@ -314,8 +370,9 @@ class Loop:
     def add_reader(self, fileobj: FileLike, callback: Callback, *args: object) -> None:
         """Call `callback(*args)` whenever the fd is readable (replaces an earlier reader)."""
         fd = self._fd_for_update(fileobj)
+        replacing = fd in self._readers
         self._readers[fd] = partial(callback, *args) if args else callback
-        self._update_interest(fd)
+        self._update_interest(fd, adding=True, rearm=replacing)
 
     def remove_reader(self, fileobj: FileLike) -> bool:
         fd = fd_of(fileobj)
@@ -328,8 +385,9 @@ class Loop:
     def add_writer(self, fileobj: FileLike, callback: Callback, *args: object) -> None:
         """Call `callback(*args)` whenever the fd is writable (replaces an earlier writer)."""
         fd = self._fd_for_update(fileobj)
+        replacing = fd in self._writers
         self._writers[fd] = partial(callback, *args) if args else callback
-        self._update_interest(fd)
+        self._update_interest(fd, adding=True, rearm=replacing)
 
     def remove_writer(self, fileobj: FileLike) -> bool:
         fd = fd_of(fileobj)
@@ -344,10 +402,15 @@ class Loop:
             raise LoopClosedError("the loop is closed; create a new one")
         return fd_of(fileobj)
 
-    def _update_interest(self, fd: int) -> None:
+    def _update_interest(self, fd: int, *, adding: bool = False, rearm: bool = False) -> None:
+        """Tell the poller what fd's callbacks want. `rearm`: a callback was replaced, and
+        the file behind the number may be a new one (the old closed without
+        remove_reader, its number reused): the poller is told again even if the events
+        did not change, or epoll, which dropped the closed file, would never hear of the
+        new one."""
         events = (READ if fd in self._readers else 0) | (WRITE if fd in self._writers else 0)
         old = self._interest.get(fd, 0)
-        if events == old:
+        if events == old and not (rearm and events):
             return
         try:
             if not old:
@@ -356,6 +419,13 @@ class Loop:
                 self._poller.modify(fd, events)
             else:
                 self._poller.unregister(fd)
+        except BadFdError:
+            # The fd is closed: whatever was registered on it is gone. Asking to watch it
+            # is the caller's error; asking to stop watching it is already done.
+            self._forget_fd(fd)
+            if adding:
+                raise
+            return
         except BaseException:
             # Keep our tables consistent with the poller's when the OS refuses.
             if not old:
@@ -366,6 +436,25 @@ class Loop:
             self._interest[fd] = events
         else:
             del self._interest[fd]
+
+    def _forget_fd(self, fd: int) -> tuple[Callable[[], object] | None,
+                                           Callable[[], object] | None]:
+        """Drop every trace of a closed fd; returns the (reader, writer) it had."""
+        self._poller.discard(fd)
+        self._interest.pop(fd, None)
+        return self._readers.pop(fd, None), self._writers.pop(fd, None)
+
+    def _drop_closed_fds(self) -> None:
+        """The poller found registered fds that were closed behind our back (poll's
+        POLLNVAL, select's EBADF): drop them, as epoll does by itself, so that no backend
+        calls their callbacks again or spins on them."""
+        closed = self._closed_fds
+        for fd in closed:
+            reader, writer = self._forget_fd(fd)
+            log.warning("fd %d was closed while the loop watched it (reader %s, writer %s); "
+                        "its callbacks are dropped. Call remove_reader/remove_writer before "
+                        "closing a file.", fd, _callback_name(reader), _callback_name(writer))
+        closed.clear()
 
     # -- signals -------------------------------------------------------------------------
 
@@ -379,7 +468,7 @@ class Loop:
         if threading.current_thread() is not threading.main_thread():
             raise LoopError("signal handlers can only be added from the main thread")
         if self._signal_pipe is None:
-            self._signal_pipe = _SignalPipe()
+            self._signal_pipe = _SignalPipe(self)
             self.add_reader(self._signal_pipe.reader, self._dispatch_signals)
         if signum not in self._previous_signal_handlers:
             self._previous_signal_handlers[signum] = signal.getsignal(signum)
@@ -409,13 +498,18 @@ class Loop:
     # -- running -------------------------------------------------------------------------
 
     def run_forever(self) -> None:
-        """Run until `stop()` is called (from a callback, a signal handler or a thread)."""
+        """Run until `stop()` is called (from a callback, a signal handler or a thread).
+
+        A `stop()` made before this call is honoured after one iteration (as asyncio
+        does), so a stop requested early is never lost."""
         self._start_running()
         try:
-            while not self._stopping:
+            while True:
                 self._run_once()
+                if self._stopping:
+                    break
         finally:
-            self._stop_running()
+            self._stop_running(honoured_stop=True)
 
     def run_until(self, condition: Callable[[], bool], timeout: float | None = None) -> None:
         """Run until `condition()` is true; raise LoopTimeoutError after `timeout` seconds."""
@@ -440,7 +534,7 @@ class Loop:
         finally:
             if timer is not None:
                 timer.cancel()
-            self._stop_running()
+            self._stop_running(honoured_stop=True)
 
     def run_until_complete(self, future: Future[T], timeout: float | None = None) -> T:
         """Run until `future` is done; return its result (or raise its exception)."""
@@ -465,7 +559,8 @@ class Loop:
             self._run_before_poll()
 
     def stop(self) -> None:
-        """Stop `run_forever` after the current iteration. Safe from any thread."""
+        """Stop `run_forever` (or `run_until`) after the current iteration; if none is
+        running, the next one stops after its first iteration. Safe from any thread."""
         self._stopping = True
         if self._thread_id is not None and self._thread_id != threading.get_ident():
             self._waker.wake()
@@ -476,12 +571,12 @@ class Loop:
         if self._running:
             raise LoopRunningError("the loop is already running; run calls do not nest")
         self._running = True
-        self._stopping = False
         self._thread_id = threading.get_ident()
 
-    def _stop_running(self) -> None:
+    def _stop_running(self, *, honoured_stop: bool = False) -> None:
         self._running = False
-        self._stopping = False
+        if honoured_stop:
+            self._stopping = False  # consumed; run_once leaves a pending stop alone
         self._thread_id = None
 
     def _run_once(self, max_timeout: float | None = None) -> None:
@@ -502,6 +597,8 @@ class Loop:
             timeout = self._clock.before_wait(timeout)
 
         events = self._poller.poll(timeout)
+        if self._closed_fds:
+            self._drop_closed_fds()
         if events:
             readers = self._readers
             writers = self._writers
@@ -521,6 +618,7 @@ class Loop:
                             writer()
                         except Exception as exc:
                             self._callback_failed(exc, writer)
+            self.current_events = 0
 
         if timers:
             now = self.time()
@@ -559,6 +657,9 @@ class Loop:
         """`handler(loop, context)` receives every exception escaping a callback."""
         self._exception_handler = handler
 
+    def get_exception_handler(self) -> ExceptionHandler | None:
+        return self._exception_handler
+
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         if self._exception_handler is not None:
             try:
@@ -571,11 +672,10 @@ class Loop:
                   exc_info=exc if isinstance(exc, BaseException) else None)
 
     def _callback_failed(self, exc: Exception, callback: Callback) -> None:
-        if isinstance(callback, partial):
-            callback = callback.func
         self.call_exception_handler({
-            "message": f"exception in callback {getattr(callback, '__qualname__', callback)}",
-            "exception": exc, "callback": callback})
+            "message": f"exception in callback {_callback_name(callback)}",
+            "exception": exc,
+            "callback": callback.func if isinstance(callback, partial) else callback})
 
     # -- closing -------------------------------------------------------------------------
 

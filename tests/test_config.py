@@ -11,6 +11,9 @@ import pytest
 from muxio.config import find_config_file, resolve_backend
 from muxio.errors import BackendUnavailableError, ConfigError, UnknownBackendError
 from muxio.loop import Loop
+from muxio.pollers.registry import default_registry
+
+REGISTRY = default_registry()
 
 NO_ENV: dict[str, str] = {}
 
@@ -22,7 +25,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_default_is_auto(tmp_path: Path) -> None:
-    choice = resolve_backend(env=NO_ENV, cwd=tmp_path)
+    choice = resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=tmp_path)
     assert choice.source == "auto"
     assert choice.requested == "auto"
     assert choice.name == "epoll"
@@ -30,7 +33,7 @@ def test_default_is_auto(tmp_path: Path) -> None:
 
 def test_muxio_toml(tmp_path: Path) -> None:
     write(tmp_path / "muxio.toml", 'backend = "poll"\n')
-    choice = resolve_backend(env=NO_ENV, cwd=tmp_path)
+    choice = resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=tmp_path)
     assert (choice.name, choice.source) == ("poll", str(tmp_path / "muxio.toml"))
 
 
@@ -38,7 +41,7 @@ def test_pyproject_tool_muxio_found_from_a_subdirectory(tmp_path: Path) -> None:
     write(tmp_path / "pyproject.toml", '[project]\nname="x"\n[tool.muxio]\nbackend = "select"\n')
     sub = tmp_path / "src" / "deep"
     sub.mkdir(parents=True)
-    choice = resolve_backend(env=NO_ENV, cwd=sub)
+    choice = resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=sub)
     assert choice.name == "select"
     assert "[tool.muxio]" in choice.source
 
@@ -46,7 +49,7 @@ def test_pyproject_tool_muxio_found_from_a_subdirectory(tmp_path: Path) -> None:
 def test_muxio_toml_wins_over_pyproject_in_the_same_directory(tmp_path: Path) -> None:
     write(tmp_path / "pyproject.toml", '[tool.muxio]\nbackend = "select"\n')
     write(tmp_path / "muxio.toml", 'backend = "poll"\n')
-    assert resolve_backend(env=NO_ENV, cwd=tmp_path).name == "poll"
+    assert resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=tmp_path).name == "poll"
 
 
 def test_pyproject_without_table_stops_the_search(tmp_path: Path) -> None:
@@ -54,24 +57,25 @@ def test_pyproject_without_table_stops_the_search(tmp_path: Path) -> None:
     project = tmp_path / "project"
     write(project / "pyproject.toml", '[project]\nname = "x"\n')
     assert find_config_file(project) is None
-    assert resolve_backend(env=NO_ENV, cwd=project).source == "auto"
+    assert resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=project).source == "auto"
 
 
 def test_env_beats_config_file(tmp_path: Path) -> None:
     write(tmp_path / "muxio.toml", 'backend = "poll"\n')
-    choice = resolve_backend(env={"MUXIO_BACKEND": "select"}, cwd=tmp_path)
+    choice = resolve_backend(registry=REGISTRY, env={"MUXIO_BACKEND": "select"}, cwd=tmp_path)
     assert (choice.name, choice.source) == ("select", "MUXIO_BACKEND")
 
 
 def test_cli_beats_env(tmp_path: Path) -> None:
-    choice = resolve_backend(cli="epoll-et", env={"MUXIO_BACKEND": "select"}, cwd=tmp_path)
+    choice = resolve_backend(registry=REGISTRY, cli="epoll-et",
+                             env={"MUXIO_BACKEND": "select"}, cwd=tmp_path)
     assert (choice.name, choice.source) == ("epoll-et", "--backend")
 
 
 def test_api_argument_beats_everything(tmp_path: Path) -> None:
     write(tmp_path / "muxio.toml", 'backend = "select"\n')
-    choice = resolve_backend("poll", cli="epoll-et", env={"MUXIO_BACKEND": "select"},
-                             cwd=tmp_path)
+    choice = resolve_backend("poll", registry=REGISTRY, cli="epoll-et",
+                             env={"MUXIO_BACKEND": "select"}, cwd=tmp_path)
     assert (choice.name, choice.source) == ("poll", "API argument")
 
 
@@ -85,7 +89,7 @@ def test_loop_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_env_error_names_the_variable_and_lists_backends(tmp_path: Path) -> None:
     with pytest.raises(UnknownBackendError) as info:
-        resolve_backend(env={"MUXIO_BACKEND": "epol"}, cwd=tmp_path)
+        resolve_backend(registry=REGISTRY, env={"MUXIO_BACKEND": "epol"}, cwd=tmp_path)
     assert str(info.value).startswith(
         "MUXIO_BACKEND='epol' is not a backend; available: epoll, epoll-et, poll, select, "
         "selectors")
@@ -93,40 +97,40 @@ def test_env_error_names_the_variable_and_lists_backends(tmp_path: Path) -> None
 
 def test_cli_error_names_the_flag(tmp_path: Path) -> None:
     with pytest.raises(UnknownBackendError, match=r"^--backend 'kqeue' is not a backend"):
-        resolve_backend(cli="kqeue", env=NO_ENV, cwd=tmp_path)
+        resolve_backend(registry=REGISTRY, cli="kqeue", env=NO_ENV, cwd=tmp_path)
 
 
 def test_api_error_names_the_argument(tmp_path: Path) -> None:
     with pytest.raises(UnknownBackendError, match=r"backend='x' \(API argument\)"):
-        resolve_backend("x", env=NO_ENV, cwd=tmp_path)
+        resolve_backend("x", registry=REGISTRY, env=NO_ENV, cwd=tmp_path)
 
 
 def test_file_error_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "muxio.toml", 'backend = "nope"\n')
     with pytest.raises(UnknownBackendError, match=f"backend = 'nope' in {path}"):
-        resolve_backend(env=NO_ENV, cwd=tmp_path)
+        resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=tmp_path)
 
 
 def test_file_with_wrong_type(tmp_path: Path) -> None:
     write(tmp_path / "muxio.toml", "backend = 3\n")
     with pytest.raises(ConfigError, match="must be a string"):
-        resolve_backend(env=NO_ENV, cwd=tmp_path)
+        resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=tmp_path)
 
 
 def test_broken_toml_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "muxio.toml", "backend = \n")
     with pytest.raises(ConfigError, match=f"{path} is not valid TOML"):
-        resolve_backend(env=NO_ENV, cwd=tmp_path)
+        resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=tmp_path)
 
 
 def test_unavailable_backend_says_why(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailableError, match=r"MUXIO_BACKEND='selectors2'.*3\.10"):
-        resolve_backend(env={"MUXIO_BACKEND": "selectors2"}, cwd=tmp_path)
+        resolve_backend(registry=REGISTRY, env={"MUXIO_BACKEND": "selectors2"}, cwd=tmp_path)
 
 
 def test_empty_value_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--backend is empty"):
-        resolve_backend(cli=" ", env=NO_ENV, cwd=tmp_path)
+        resolve_backend(registry=REGISTRY, cli=" ", env=NO_ENV, cwd=tmp_path)
 
 
 def test_muxio_config_command_shows_the_deciding_source(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).parents[1] / "muxio"
 # floor of each top-level module/package; a module may import only its floor or below.
 FLOORS = {
     "errors": 0, "futures": 0, "protocols": 0,
-    "config": 1,  # validates names against the backend registry
-    "pollers": 1, "loop": 2, "transports": 3, "resolver": 3, "handlers": 4, "aio": 4,
+    "config": 0,  # given the backend registry to validate names against, imports none
+    "pollers": 1, "loop": 2, "transports": 3, "handlers": 4, "aio": 4,
     "testing": 5, "cli": 5, "bench": 5, "__main__": 5, "__init__": 0,
 }
 HANDLER_ALLOWED = {"muxio.protocols", "muxio.futures", "muxio.errors", "muxio.handlers"}
@@ -80,4 +80,13 @@ def test_aio_sits_beside_handlers() -> None:
     for path in (PACKAGE / "handlers").rglob("*.py"):
         offenders += [f"{path.name} imports {name}" for name in imports_of(path)
                       if name.startswith("muxio.aio")]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_runtime_never_imports_the_test_helpers() -> None:
+    """muxio.testing is for tests (fake clock, stress, conformance); nothing a user runs
+    (the CLI, the bench, the loop) may depend on it."""
+    offenders = [f"{path.relative_to(PACKAGE.parent)} imports {name}"
+                 for path in modules() if "testing" not in path.relative_to(PACKAGE).parts
+                 for name in imports_of(path) if name.startswith("muxio.testing")]
     assert not offenders, "\n".join(offenders)

@@ -63,6 +63,9 @@ class Sample:
     server_cpu_us_per_op: float
     operations: int
     seconds: float
+    server_user_us_per_op: float = 0.0
+    """The user-mode part of `server_cpu_us_per_op` (the rest is system time)."""
+    server_system_us_per_op: float = 0.0
 
 
 @dataclass
@@ -114,10 +117,16 @@ def cpu_sets() -> tuple[set[int] | None, set[int] | None]:
 
 def process_cpu_seconds(pid: int) -> float:
     """user + system CPU time of a process, from /proc (clock-tick resolution)."""
+    user, system = process_cpu_times(pid)
+    return user + system
+
+
+def process_cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, from /proc/PID/stat (utime, stime)."""
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def pin(pid: int, cpus: set[int] | None) -> None:
@@ -146,13 +155,20 @@ class ServerProcess:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until the server says it serves
         if "serving" not in line:
-            self.stop()
+            self.process.wait(timeout=20) if self.process.poll() is None else None
             self._stderr.seek(0)
-            stderr = self._stderr.read()[-2000:]
-            raise BenchError(f"{target.name} did not start: {line.strip()} {stderr.strip()}")
+            stderr = self._stderr.read().strip().splitlines()
+            self.stop()
+            # The server's own one-line error says what went wrong; a traceback's last
+            # line does too.
+            reason = stderr[-1] if stderr else line.strip() or "no output"
+            raise BenchError(f"{target.name} did not start: {reason}")
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.process.pid)
+
+    def cpu_times(self) -> tuple[float, float]:
+        return process_cpu_times(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -190,16 +206,18 @@ def run_comparison(workload: Workload, targets: Sequence[Target], *, rounds: int
             for server, result in zip(servers, results, strict=True):
                 if progress is not None:
                     progress(f"round {round_number + 1}/{rounds}: {server.target.name}")
-                cpu_before = server.cpu_seconds()
+                user_before, system_before = server.cpu_times()
                 started = time.monotonic()
                 operations = workload.load(server.port, duration, load_cpus)
                 seconds = time.monotonic() - started
-                cpu = server.cpu_seconds() - cpu_before
+                user_after, system_after = server.cpu_times()
+                user, system = user_after - user_before, system_after - system_before
                 if operations <= 0:
                     raise BenchError(f"{server.target.name}: the load generator completed "
                                      f"no {workload.unit}")
-                result.samples.append(Sample(operations / seconds, cpu / operations * 1e6,
-                                             operations, seconds))
+                result.samples.append(Sample(
+                    operations / seconds, (user + system) / operations * 1e6, operations,
+                    seconds, user / operations * 1e6, system / operations * 1e6))
     finally:
         for server in servers:
             server.stop()
@@ -214,6 +232,8 @@ def to_json(workload: Workload, results: Sequence[TargetResult], reference: str,
         "results": [{"target": r.target, "kind": r.kind,
                      "median_ops_per_second": r.median("ops_per_second"),
                      "median_server_cpu_us_per_op": r.median("server_cpu_us_per_op"),
+                     "median_server_user_us_per_op": r.median("server_user_us_per_op"),
+                     "median_server_system_us_per_op": r.median("server_system_us_per_op"),
                      "samples": [asdict(s) for s in r.samples]} for r in results],
     }, indent=2)
 

@@ -65,7 +65,7 @@ def run_backends(args: argparse.Namespace) -> int:
 
 
 def _explain(cli_backend: str | None) -> None:
-    choice = resolve_backend(cli=cli_backend)
+    choice = resolve_backend(cli=cli_backend, registry=default_registry())
     config = find_config_file()
     print("API argument:  (none from the command line)")
     print(f"--backend:     {cli_backend or '(not given)'}")

@@ -1,14 +1,17 @@
 """`muxio bench WORKLOAD`: the same handler on every backend and on the peers, side by side.
 
     muxio bench echo --rounds 5 --duration 3 --json bench.json --plot bench.png
-    muxio bench aio-http --backends epoll,epoll-et     # an aiohttp app on asyncio, uvloop
-                                                       # and muxio.aio per backend
+    muxio bench http --tls              # HTTPS keep-alive: muxio's TLS layer vs asyncio/uvloop's
+    muxio bench http-close --tls        # a full TLS handshake per request
+    muxio bench aio-http --backends epoll,epoll-et   # an aiohttp app on asyncio, uvloop and
+                                                     # muxio.aio per backend (aio-echo: streams)
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +21,36 @@ from rich.table import Table
 
 from muxio.bench.runner import (
     TargetResult,
+    Workload,
     muxio_target,
     peer_target,
     plot,
     run_comparison,
     to_json,
 )
-from muxio.bench.workloads import WORKLOADS, cpu_count
-from muxio.errors import ConfigError
-from muxio.testing.matrix import matrix_backends
+from muxio.bench.tls_certs import ThrowawayPki
+from muxio.bench.workloads import TLS_WORKLOADS, WORKLOADS, cpu_count, with_tls
+from muxio.errors import ConfigError, MuxioError
+from muxio.pollers.registry import default_registry
 
 PEERS = ("asyncio", "uvloop", "twisted")
+TLS_PEERS = ("asyncio", "uvloop")
+"""Peers that bring their own TLS (Twisted's needs pyOpenSSL)."""
 
 
 def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
     bench.add_argument("workload", choices=sorted(WORKLOADS))
-    bench.add_argument("--backends", default=",".join(matrix_backends()),
+    bench.add_argument("--backends", default=",".join(default_registry().matrix_names()),
                        help="muxio backends to run (default: every one available here)")
     bench.add_argument("--peers", default=None,
-                       help="peer loops hosting the same handler (default: every one the "
-                            "workload runs on: asyncio, uvloop, twisted; the aio-* workloads "
-                            "run asyncio apps on asyncio and uvloop)")
+                       help="peer loops hosting the same handler (default: asyncio, uvloop, "
+                            "twisted; with --tls: asyncio, uvloop; the aio-* workloads run "
+                            "asyncio apps on asyncio, uvloop and muxio.aio)")
+    bench.add_argument("--tls", action="store_true",
+                       help=f"over TLS ({', '.join(TLS_WORKLOADS)}): muxio's TLS layer "
+                            f"against the peers' own TLS, with a throwaway certificate")
     bench.add_argument("--reference", default="asyncio",
                        help="the column ratios are computed against (default: asyncio)")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
@@ -51,15 +61,32 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    workload = WORKLOADS[args.workload]
+    if not args.tls:
+        return _run(args, WORKLOADS[args.workload], PEERS)
+    if args.workload not in TLS_WORKLOADS:
+        raise ConfigError(f"--tls is for the workloads {', '.join(TLS_WORKLOADS)}, not "
+                          f"{args.workload}")
+    with tempfile.TemporaryDirectory(prefix="muxio-bench-tls-") as directory:
+        pki = ThrowawayPki.create(Path(directory))
+        return _run(args, with_tls(WORKLOADS[args.workload], pki.server_flags()), TLS_PEERS)
+
+
+def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, ...]) -> int:
     backends = [name for name in args.backends.split(",") if name]
-    allowed = workload.peers or PEERS
-    peers = [name for name in (args.peers or ",".join(allowed)).split(",") if name]
-    unknown = [peer for peer in peers if peer not in allowed]
+    registry = default_registry()
+    for name in backends:
+        try:
+            registry.choose(name)
+        except MuxioError as exc:  # unknown or unavailable here: one line, exit 2
+            raise ConfigError(f"--backends: {exc}") from None
+    known_peers = workload.peers or known_peers
+    peers = [name for name in (args.peers or ",".join(known_peers)).split(",") if name]
+    unknown = [peer for peer in peers if peer not in known_peers]
     if unknown:
-        raise ConfigError(f"--peers {unknown} unknown for {workload.name}; choose from "
-                          f"{', '.join(allowed)}")
-    if workload.targets is not None:
+        for_what = " with --tls" if args.tls else f" for {workload.name}" if workload.peers else ""
+        raise ConfigError(f"--peers {unknown} unknown{for_what}; "
+                          f"choose from {', '.join(known_peers)}")
+    if workload.targets is not None:  # e.g. asyncio apps: muxio.aio per backend
         targets = workload.targets(backends, peers)
     else:
         targets = ([peer_target(peer, workload.service, workload.service_args)
@@ -83,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
                                  duration=args.duration, progress=advance)
     console.print(render_table(workload.unit, results, args.reference))
     meta = {"python": platform.python_version(), "machine": platform.machine(),
-            "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration}
+            "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration,
+            "tls": args.tls}
     if args.json:
         args.json.write_text(to_json(workload, results, args.reference, meta))
         console.print(f"samples written to {args.json}")
@@ -100,17 +128,18 @@ def render_table(unit: str, results: list[TargetResult], reference: str) -> Tabl
     uvloop = next((result for result in results
                    if result.target == "uvloop" and reference != "uvloop"), None)
     table = Table(title=f"medians; ratios are to {reference} measured in the same run")
-    columns = ["target", f"{unit}/s", f"x {reference}", *(["x uvloop"] if uvloop else []),
-               f"server CPU µs/{unit}", f"CPU x {reference}", f"{unit}/s min-max"]
-    for column in columns:
+    for column in ("target", f"{unit}/s", f"x {reference}", *(["x uvloop"] if uvloop else []),
+                   f"server CPU µs/{unit}", "user", "system", f"CPU x {reference}",
+                   f"{unit}/s min-max"):
         table.add_column(column, justify="left" if column == "target" else "right")
     for result in results:
         rate = result.median("ops_per_second")
         cpu = result.median("server_cpu_us_per_op")
         low, high = result.spread("ops_per_second")
-        versus_uvloop = ([f"{rate / uvloop.median('ops_per_second'):.2f}"]
-                         if uvloop else [])
-        table.add_row(result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}",
-                      *versus_uvloop, f"{cpu:.1f}", f"{cpu / ref_cpu:.2f}",
-                      f"{low:,.0f}-{high:,.0f}")
+        versus_uvloop = [f"{rate / uvloop.median('ops_per_second'):.2f}"] if uvloop else []
+        table.add_row(result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", *versus_uvloop,
+                      f"{cpu:.1f}",
+                      f"{result.median('server_user_us_per_op'):.1f}",
+                      f"{result.median('server_system_us_per_op'):.1f}",
+                      f"{cpu / ref_cpu:.2f}", f"{low:,.0f}-{high:,.0f}")
     return table

@@ -46,6 +46,7 @@ import logging
 import os
 import select
 import signal
+import ssl
 import stat
 import sys
 import termios
@@ -57,6 +58,8 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from muxio.cli.main import add_backend_option
+from muxio.cli.services.chat import ALPN
+from muxio.cli.tls_options import add_client_arguments, client_context_from
 from muxio.errors import ConfigError, PollerError, UnsupportedFileError
 from muxio.handlers.chat import (
     ERROR_NAMES,
@@ -79,6 +82,7 @@ from muxio.handlers.chat import (
     TimeOk,
 )
 from muxio.loop import Loop, TimerHandle
+from muxio.transports import tls
 from muxio.transports.registry import STREAM_TRANSPORTS, stream_transport
 
 log = logging.getLogger("muxio.chat.cli")
@@ -360,10 +364,13 @@ class ChatShell(ChatClientHandler):
     """Commands in, chat requests out, answers and indications printed."""
 
     def __init__(self, loop: Loop, console: Console, *, transport: str = "tcp",
-                 timeout: float = 10.0, interactive: bool = False) -> None:
+                 timeout: float = 10.0, interactive: bool = False,
+                 tls_context: ssl.SSLContext | None = None) -> None:
         self.loop = loop
         self.console = console
         self.transport_name = transport
+        self.tls_context = tls_context
+        """Connect over TLS with this context (None: plain)."""
         self.timeout = timeout
         self.interactive = interactive
         self.client: ChatClientProtocol | None = None
@@ -504,8 +511,13 @@ class ChatShell(ChatClientHandler):
         self.peer = format_address(host, port)
         self._wait("connect")
         try:
-            future = stream_transport(self.transport_name).connect(
-                lambda: client, host, port, loop=self.loop)
+            spec = stream_transport(self.transport_name)
+            if self.tls_context is None:
+                future = spec.connect(lambda: client, host, port, loop=self.loop)
+            else:
+                future = tls.connect(lambda: client, host, port, loop=self.loop,
+                                     context=self.tls_context, over=spec.connect,
+                                     handshake_timeout=self.timeout)
         except (OSError, PollerError) as exc:
             self._connect_failed(client, exc)
             return
@@ -644,7 +656,9 @@ class ChatShell(ChatClientHandler):
     # -- ChatClientHandler ---------------------------------------------------------------
 
     def ready(self, client: ChatClientProtocol, hello: HelloOk) -> None:
-        self.console.show(f"connected to {self.peer} as client {hello.client_id} "
+        sslobj = client.transport.get_extra_info("ssl_object") if client.transport else None
+        over = f" over {sslobj.version()}" if sslobj is not None else ""
+        self.console.show(f"connected to {self.peer}{over} as client {hello.client_id} "
                           f"(the server sees you as "
                           f"{format_address(printable(hello.address), hello.port)})")
         self._update_prompt()
@@ -835,6 +849,7 @@ def register(subparsers: Any) -> None:
                         help="stream transport (default: tcp)")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
                         help="seconds to wait for a connection or an answer (default: 10)")
+    add_client_arguments(parser)
     add_backend_option(parser)
     parser.set_defaults(func=run)
 
@@ -844,6 +859,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give both HOST and PORT (or neither, and use 'connect HOST PORT')")
     if not args.timeout > 0:
         raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    tls_context = client_context_from(args, alpn=ALPN)
     stdin_fd = sys.stdin.fileno() if sys.stdin is not None else -1
     stdout_is_tty = sys.stdout is not None and sys.stdout.isatty()
     kind = StdinKind.NONE if args.commands or stdin_fd < 0 else stdin_kind(stdin_fd,
@@ -852,7 +868,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(sys.stdout, sys.stderr, interactive)
     with Loop(cli_backend=args.backend) as loop:
         shell = ChatShell(loop, console, transport=args.transport, timeout=args.timeout,
-                          interactive=interactive)
+                          interactive=interactive, tls_context=tls_context)
         if args.host is not None:
             shell.add_line(f"connect {args.host} {args.port}")
         for command in args.commands:

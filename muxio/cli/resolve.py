@@ -28,7 +28,7 @@ from muxio.errors import ConfigError
 from muxio.handlers.dns import DnsTimeoutError, Reply, Resolver, ServerAddressError
 from muxio.handlers.dns.client import DEFAULT_TIMEOUT, DEFAULT_TRIES
 from muxio.loop import Loop
-from muxio.resolver import LoopNetwork
+from muxio.transports.network import LoopNetwork
 
 EXIT_NO_REPLY = 9
 """dig's status when no server replied."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import signal
+import socket
 from typing import Any, cast
 
 from muxio.cli.main import add_backend_option
@@ -56,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("muxio").setLevel(min(logging.getLogger("muxio").getEffectiveLevel(),
                                             logging.INFO))
     with Loop(cli_backend=args.backend) as loop:
-        service = module.start(loop, args)
+        try:
+            service = module.start(loop, args)
+        except OSError as exc:
+            raise ConfigError(describe_listen_error(exc, args.host, args.port)) from None
         choice = loop.backend_choice
         decided = f" (decided by {choice.source})" if choice else ""
         print(f"muxio: serving {args.service} on {service.describe()} "
@@ -70,9 +75,6 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, shutdown, signum)
         loop.run_forever()
         service.close()
-        shutdown_extra = getattr(service, "server", None)
-        if shutdown_extra is not None and hasattr(shutdown_extra, "shutdown"):
-            shutdown_extra.shutdown()  # KCP: release the UDP sockets too
         # Let close callbacks (connection_lost, flushes) run before the loop closes.
         for _ in range(3):
             loop.run_once(0)
@@ -80,3 +82,20 @@ def run(args: argparse.Namespace) -> int:
             loop.remove_signal_handler(signum)
     print(f"muxio: {args.service} stopped", flush=True)
     return 0
+
+
+def describe_listen_error(exc: OSError, host: str | None, port: int) -> str:
+    """One line saying why a server could not listen, and what to do about it."""
+    where = f"{host or '*'}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve --host {host!r}: {exc.strerror}; give an address or a name"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {where}: address already in use (try --port, or stop "
+                f"the other server)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {where}: {host} is not an address of this machine (try "
+                f"--host localhost, or '' for every interface)")
+    if exc.errno == errno.EACCES:
+        return (f"cannot listen on {where}: permission denied (ports below 1024 need root "
+                f"or CAP_NET_BIND_SERVICE; try --port 8080)")
+    return f"cannot listen on {where}: {exc.strerror or exc}"

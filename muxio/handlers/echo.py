@@ -25,10 +25,12 @@ class EchoProtocol(Protocol):
 
     def eof_received(self) -> bool:
         # Half-close: the peer is done sending; finish echoing, then close our side.
+        # Without half-close (TLS), close: close() still sends what is buffered first.
         assert self.transport is not None
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        return True
+            return True
+        return False
 
     def pause_writing(self) -> None:
         assert self.transport is not None

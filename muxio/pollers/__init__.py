@@ -1,5 +1,6 @@
 """Floor 1: pollers. One `Poller` interface over select, poll, epoll and any selector."""
 
+from muxio.config import AUTO
 from muxio.pollers.base import (
     ALL_EVENTS,
     ERROR,
@@ -14,7 +15,6 @@ from muxio.pollers.base import (
 from muxio.pollers.epoll_poller import EdgeTriggeredEpollPoller, EpollPoller
 from muxio.pollers.poll_poller import PollPoller
 from muxio.pollers.registry import (
-    AUTO,
     BackendSpec,
     Features,
     Registry,

@@ -136,6 +136,10 @@ class Poller(ABC):
         self._closed = False
         self._polls = 0
         self._events = 0
+        self.closed_fds: list[int] = []
+        """Registered fds a poll found closed behind our back (poll: POLLNVAL, select:
+        EBADF). They are unregistered already; the owner (the loop) reads and clears
+        this list after each poll. epoll finds none: it drops closed files silently."""
 
     # -- the contract --------------------------------------------------------------------
 
@@ -162,7 +166,10 @@ class Poller(ABC):
         self._fds[fd] = events
 
     def modify(self, fileobj: FileLike, events: int) -> None:
-        """Change the events watched on an fd registered before."""
+        """Change the events watched on an fd registered before. Also the way to re-arm
+        an fd whose number may now name a new file (the old one closed while registered):
+        the backend then watches the file that is there now, even if `events` are the
+        same as before."""
         fd = self._check_open_and_fd(fileobj)
         old = self._fds.get(fd)
         if old is None:
@@ -174,7 +181,14 @@ class Poller(ABC):
         try:
             self._os_modify(fd, events, old)
         except OSError as exc:
-            raise self._translate_os_error(exc, fd, "modify") from exc
+            if exc.errno != errno.ENOENT:
+                raise self._translate_os_error(exc, fd, "modify") from exc
+            # The OS no longer knows the fd (epoll dropped the closed file whose number
+            # this is now): watch the new file.
+            try:
+                self._os_register(fd, events)
+            except OSError as error:
+                raise self._translate_os_error(error, fd, "modify") from error
         self._fds[fd] = events
 
     def unregister(self, fileobj: FileLike) -> None:
@@ -191,6 +205,35 @@ class Poller(ABC):
             # dropped it, and our bookkeeping is now clean too.
             if exc.errno not in (errno.EBADF, errno.ENOENT):
                 raise
+
+    def discard(self, fileobj: FileLike) -> None:
+        """Forget an fd, whatever its state (closed, reused, unknown); never raises."""
+        try:
+            fd = fd_of(fileobj)
+        except BadFdError:
+            return
+        events = self._fds.pop(fd, None)
+        if events is not None and not self._closed:
+            try:
+                self._os_unregister(fd, events)
+            except (OSError, KeyError, ValueError):
+                pass  # closed behind our back: the OS side is already gone
+
+    def _found_closed(self, fd: int) -> None:
+        """A backend's poll found a registered fd closed: unregister it, tell the owner."""
+        self.discard(fd)
+        self.closed_fds.append(fd)
+
+    def _find_closed_fds(self) -> bool:
+        """After EBADF from a poll over many fds: find which are closed; True if any."""
+        found = False
+        for fd in list(self._fds):
+            try:
+                os.fstat(fd)
+            except OSError:
+                self._found_closed(fd)
+                found = True
+        return found
 
     def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
         """Wait up to `timeout` seconds (None = forever, 0 = don't wait) for events."""

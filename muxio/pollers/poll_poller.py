@@ -1,7 +1,8 @@
 """poll(2): no fd limit, O(n) per call in the number of registered fds.
 
-poll reports POLLHUP/POLLERR whatever was asked, and POLLNVAL for an fd closed while
-registered; muxio reports the latter as ERROR so the owner finds out and unregisters.
+poll reports POLLHUP/POLLERR whatever was asked, and POLLNVAL, on every call, for an fd
+closed while registered: such an fd is unregistered and listed in `closed_fds` (the loop
+drops its callbacks), as epoll forgets a closed file by itself.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from muxio.pollers.translate import EventTranslator
 
 _TRANSLATOR = EventTranslator(
     read=select.POLLIN, write=select.POLLOUT, error=select.POLLERR, hup=select.POLLHUP,
-    extra_read=select.POLLPRI, extra_error=select.POLLNVAL)
+    extra_read=select.POLLPRI)
 
 
 class PollPoller(Poller):
@@ -35,4 +36,11 @@ class PollPoller(Poller):
         self._poll.unregister(fd)
 
     def _os_poll(self, timeout: float | None) -> list[tuple[int, int]]:
-        return _TRANSLATOR.results(self._poll.poll(timeout_to_ms(timeout)))
+        raw = self._poll.poll(timeout_to_ms(timeout))
+        invalid = [fd for fd, os_events in raw if os_events & select.POLLNVAL]
+        if invalid:
+            for fd in invalid:
+                self._found_closed(fd)
+            raw = [(fd, os_events) for fd, os_events in raw
+                   if not os_events & select.POLLNVAL]
+        return _TRANSLATOR.results(raw)

@@ -27,17 +27,19 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from muxio.config import AUTO
 from muxio.errors import BackendUnavailableError, MissingFeatureError, UnknownBackendError
 from muxio.pollers.base import Capabilities, Poller
 from muxio.pollers.epoll_poller import EdgeTriggeredEpollPoller, EpollPoller
 from muxio.pollers.poll_poller import PollPoller
 from muxio.pollers.select_poller import SelectPoller
 from muxio.pollers.selectors_adapter import SELECTOR_CAPABILITIES, SelectorsPoller
+from muxio.pollers.uring_poller import UringPoller
+from muxio.pollers.uring_poller import unavailable_reason as _uring_reason
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "muxio.pollers"
-AUTO = "auto"
 
 
 def _always() -> str | None:
@@ -146,6 +148,11 @@ BUILTIN_BACKENDS: tuple[BackendSpec, ...] = (
     BackendSpec("epoll-et", EdgeTriggeredEpollPoller, "epoll(7), edge-triggered (Linux)",
                 EdgeTriggeredEpollPoller.capabilities, _needs(select, "epoll", "epoll"),
                 rank=15),
+    # After epoll and epoll-et: `auto` keeps epoll, and asking for edge triggering still
+    # gets epoll-et; name it (--backend uring) to use it.
+    BackendSpec("uring", UringPoller,
+                "io_uring multishot poll, edge-triggered, one syscall per poll (Linux >= 5.17)",
+                UringPoller.capabilities, _uring_reason, rank=16),
     BackendSpec("selectors", SelectorsPoller,
                 f"selectors.DefaultSelector through the adapter "
                 f"(here: {selectors.DefaultSelector.__name__})",
@@ -232,6 +239,11 @@ class Registry:
 
     def available_names(self) -> list[str]:
         return sorted(name for name, spec in self.specs.items() if spec.available)
+
+    def matrix_names(self) -> list[str]:
+        """Available backends the handler test and bench matrices run on, by preference
+        (aliases that add nothing, such as selectors-poll beside poll, are left out)."""
+        return [spec.name for spec in self.ordered() if spec.available and spec.in_matrix]
 
     def ordered(self) -> list[BackendSpec]:
         """Rows in order of preference (as `auto` sees them)."""

@@ -7,6 +7,7 @@ becomes readable (and/or writable) and the following recv/send tells what happen
 
 from __future__ import annotations
 
+import errno
 import select
 
 from muxio.pollers.base import READ, WRITE, Capabilities, Poller
@@ -45,7 +46,14 @@ class SelectPoller(Poller):
     def _os_poll(self, timeout: float | None) -> list[tuple[int, int]]:
         if timeout is not None and timeout < 0:
             timeout = 0
-        readable, writable, _ = select.select(self._readers, self._writers, (), timeout)
+        try:
+            readable, writable, _ = select.select(self._readers, self._writers, (), timeout)
+        except OSError as exc:
+            # EBADF: an fd was closed while registered. Drop it (the loop hears through
+            # `closed_fds`) and report no events this time: the next poll goes on.
+            if exc.errno != errno.EBADF or not self._find_closed_fds():
+                raise
+            return []
         if not writable:
             return [(fd, READ) for fd in readable]
         ready: dict[int, int] = dict.fromkeys(readable, READ)

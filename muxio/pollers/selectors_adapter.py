@@ -9,6 +9,7 @@ because selectors refuse an empty mask.
 
 from __future__ import annotations
 
+import errno
 import selectors
 
 from muxio.pollers.base import READ, WRITE, Capabilities, Poller
@@ -52,7 +53,12 @@ class SelectorsPoller(Poller):
 
     def _os_modify(self, fd: int, events: int, old_events: int) -> None:
         old_mask, mask = _to_selector_mask(old_events), _to_selector_mask(events)
-        if old_mask and mask:
+        if old_mask and mask == old_mask:
+            # A re-arm (the number may name a new file): a selector skips the OS call when
+            # the mask is unchanged, so register again.
+            self._os_unregister(fd, old_events)
+            self._selector.register(fd, mask)
+        elif old_mask and mask:
             self._selector.modify(fd, mask)
         elif mask:
             self._selector.register(fd, mask)
@@ -69,9 +75,16 @@ class SelectorsPoller(Poller):
     def _os_poll(self, timeout: float | None) -> list[tuple[int, int]]:
         if timeout is not None and timeout < 0:
             timeout = 0
+        try:
+            ready = self._selector.select(timeout)
+        except OSError as exc:
+            # EBADF (SelectSelector): an fd was closed while registered; drop it.
+            if exc.errno != errno.EBADF or not self._find_closed_fds():
+                raise
+            return []
         return [(key.fd, (READ if mask & selectors.EVENT_READ else 0)
                  | (WRITE if mask & selectors.EVENT_WRITE else 0))
-                for key, mask in self._selector.select(timeout)]
+                for key, mask in ready]
 
     def _os_close(self) -> None:
         self._selector.close()

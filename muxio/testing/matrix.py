@@ -22,9 +22,7 @@ def poller_backends(registry: Registry | None = None) -> list[str]:
 
 def matrix_backends(registry: Registry | None = None) -> list[str]:
     """Available backends that the handler matrix runs on (aliases excluded)."""
-    registry = registry or default_registry()
-    return _narrow([spec.name for spec in registry.ordered()
-                    if spec.available and spec.in_matrix])
+    return _narrow((registry or default_registry()).matrix_names())
 
 
 def unavailable_backends(registry: Registry | None = None) -> dict[str, str]:

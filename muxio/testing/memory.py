@@ -13,34 +13,31 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
 
 from muxio.protocols import Protocol, Scheduler
-from muxio.transports.flow import FlowControl, log, water_marks
+from muxio.transports.flow import water_marks
+from muxio.transports.lifecycle import TransportLifecycle
 
 
-class MemoryTransport(FlowControl):
-    __slots__ = ("_scheduler", "_peer", "_inbound", "_inbound_size", "_reading", "_closing",
-                 "_lost", "_eof_sent", "_eof_delivered", "_delivery_scheduled", "_extra",
-                 "_eof_received")
+class MemoryTransport(TransportLifecycle):
+    __slots__ = ("_peer", "_inbound", "_inbound_size", "_reading", "_eof_sent",
+                 "_eof_delivered", "_delivery_scheduled", "_eof_received")
+
+    _protocol: Protocol
 
     def __init__(self, scheduler: Scheduler, protocol: Protocol, name: str) -> None:
-        self._scheduler = scheduler
-        self._protocol: Protocol = protocol
+        self._init_lifecycle(scheduler, protocol, {"peername": name, "sockname": name,
+                                                   "transport": "memory", "socket": None})
         self._peer: MemoryTransport | None = None
         self._inbound: deque[bytes] = deque()
         self._inbound_size = 0
         self._high_water, self._low_water = water_marks(None, None)
         self._writing_paused = False
         self._reading = True
-        self._closing = False
-        self._lost = False
         self._eof_sent = False  # we called write_eof (or close)
         self._eof_delivered = False  # the peer's EOF reached our protocol
         self._eof_received = False  # the peer's EOF is queued behind its data
         self._delivery_scheduled = False
-        self._extra: dict[str, Any] = {"peername": name, "sockname": name,
-                                       "transport": "memory", "socket": None}
 
     # -- reading -------------------------------------------------------------------------
 
@@ -57,8 +54,7 @@ class MemoryTransport(FlowControl):
             try:
                 self._protocol.data_received(data)
             except Exception as exc:
-                self._report_protocol_error(exc, "data_received")
-                self.abort()
+                self._protocol_failed(exc, "data_received")
                 return
         if self._peer is not None:
             self._peer._maybe_resume()
@@ -69,8 +65,7 @@ class MemoryTransport(FlowControl):
             try:
                 keep_open = self._protocol.eof_received()
             except Exception as exc:
-                self._report_protocol_error(exc, "eof_received")
-                self.abort()
+                self._protocol_failed(exc, "eof_received")
                 return
             if not keep_open or self._eof_sent:
                 self.close()
@@ -128,9 +123,6 @@ class MemoryTransport(FlowControl):
 
     # -- closing -------------------------------------------------------------------------
 
-    def is_closing(self) -> bool:
-        return self._closing or self._lost
-
     def close(self) -> None:
         if self._closing or self._lost:
             return
@@ -139,14 +131,12 @@ class MemoryTransport(FlowControl):
         if not self._eof_sent:
             self._eof_sent = True
             self._send_eof()
-        self._lost = True
-        self._scheduler.call_soon(self._call_connection_lost, None)
+        self._lose(None)
 
-    def abort(self) -> None:
+    def _abort(self, exc: Exception | None) -> None:
+        """Drop everything; the peer sees ConnectionResetError, as after a TCP RST."""
         if self._lost:
             return
-        self._closing = True
-        self._lost = True
         self._reading = False
         self._inbound.clear()
         self._inbound_size = 0
@@ -154,27 +144,12 @@ class MemoryTransport(FlowControl):
         if peer is not None and not peer._lost:
             peer._inbound.clear()
             peer._inbound_size = 0
-            peer._lost = True
-            peer._closing = True
             peer._reading = False
-            self._scheduler.call_soon(peer._call_connection_lost,
-                                      ConnectionResetError("the peer aborted the connection"))
-        self._scheduler.call_soon(self._call_connection_lost, None)
-
-    def _call_connection_lost(self, exc: Exception | None) -> None:
-        try:
-            self._protocol.connection_lost(exc)
-        except Exception as error:
-            self._report_protocol_error(error, "connection_lost")
-
-    def _report_protocol_error(self, exc: Exception, what: str) -> None:
-        log.error("%s.%s raised", type(self._protocol).__name__, what, exc_info=exc)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._extra.get(name, default)
+            peer._lose(ConnectionResetError("the peer aborted the connection"))
+        self._lose(exc)
 
     def __repr__(self) -> str:
-        return f"<MemoryTransport {self._extra['sockname']}>"
+        return f"<MemoryTransport {self._extra['sockname']} {self._state()}>"
 
 
 def memory_pair(scheduler: Scheduler, client: Protocol,

@@ -41,7 +41,8 @@ class FlowControl:
     if TYPE_CHECKING:
         def get_write_buffer_size(self) -> int: ...
 
-        def _report_protocol_error(self, exc: Exception, what: str) -> None: ...
+        def _report_protocol_error(self, exc: Exception, what: str, *,
+                                   aborting: bool = False) -> None: ...
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._high_water, self._low_water = water_marks(high, low)

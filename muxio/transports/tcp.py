@@ -39,6 +39,7 @@ import errno
 import logging
 import os
 import socket
+import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -47,7 +48,8 @@ from muxio.futures import Future
 from muxio.loop import Loop, TimerHandle
 from muxio.pollers.base import HUP
 from muxio.protocols import Protocol, ProtocolFactory
-from muxio.transports.flow import FlowControl, water_marks
+from muxio.transports.flow import water_marks
+from muxio.transports.lifecycle import TransportLifecycle, release_socket
 
 log = logging.getLogger("muxio.tcp")
 
@@ -58,6 +60,8 @@ _ACCEPTS_PER_WAKEUP = 128
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ABORTED_ACCEPT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
 _QUIET_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+_LINGER_RESET = struct.pack("ii", 1, 0)
+"""SO_LINGER on with a zero timeout: close() sends RST and drops unsent data."""
 
 
 def system_backlog() -> int:
@@ -69,20 +73,28 @@ def system_backlog() -> int:
         return socket.SOMAXCONN
 
 
-class TcpTransport(FlowControl):
+class TcpTransport(TransportLifecycle):
     """The Transport a stream Protocol gets for one TCP connection."""
 
     __slots__ = (
-        "_loop", "_sock", "_fd", "_server", "_buffer", "_reading", "_closing", "_eof_pending",
-        "_eof_written", "_eof_received", "_lost", "_extra", "_edge", "_write_after_close",
+        "_loop", "_sock", "_fd", "_server", "_buffer", "_reading", "_eof_pending",
+        "_eof_written", "_eof_received", "_edge", "_write_after_close", "_peer_hung_up",
         "_reader", "_write_blocked", "_queued", "_queued_size", "_send_queued_callback")
+
+    _protocol: Protocol
 
     def __init__(self, loop: Loop, sock: socket.socket, protocol: Protocol,
                  server: TcpServer | None = None) -> None:
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
-        self._protocol: Protocol = protocol
+        extra: dict[str, Any] = {"socket": sock, "transport": "tcp", "backend": loop.backend}
+        try:
+            extra["peername"] = sock.getpeername()
+        except OSError:
+            extra["peername"] = None
+        extra["sockname"] = sock.getsockname()
+        self._init_lifecycle(loop, protocol, extra)
         self._server = server
         self._buffer = bytearray()
         self._queued: list[bytes] = []
@@ -92,23 +104,17 @@ class TcpTransport(FlowControl):
         self._high_water, self._low_water = water_marks(None, None)
         self._writing_paused = False
         self._reading = True
-        self._closing = False
         self._eof_pending = False
         self._eof_written = False
         self._eof_received = False
-        self._lost = False
         self._edge = loop.edge_triggered
+        self._peer_hung_up = False
+        """Edge-triggered only: a poll reported HUP (the peer's FIN is queued), so reads
+        must go on until recv returns b"" however short the last read was."""
         self._reader = self._read_ready_edge if self._edge else self._read_ready
         self._write_after_close = 0
         self._write_blocked = False
         """True once write_eof/close/abort: one flag keeps write()'s fast path short."""
-        self._extra: dict[str, Any] = {"socket": sock, "transport": "tcp",
-                                       "backend": loop.backend}
-        try:
-            self._extra["peername"] = sock.getpeername()
-        except OSError:
-            self._extra["peername"] = None
-        self._extra["sockname"] = sock.getsockname()
         # Register first: if the poller refuses the fd (e.g. select and fd >= 1024) this
         # raises before the protocol ever sees the connection. No loop iteration runs
         # before connection_made, so no data can be delivered early.
@@ -118,8 +124,7 @@ class TcpTransport(FlowControl):
         try:
             protocol.connection_made(self)
         except Exception as exc:
-            self._report_protocol_error(exc, "connection_made")
-            self._force_close(exc)
+            self._protocol_failed(exc, "connection_made")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -136,13 +141,17 @@ class TcpTransport(FlowControl):
             try:
                 self._protocol.data_received(data)
             except Exception as exc:
-                self._report_protocol_error(exc, "data_received")
-                self._force_close(exc)
+                self._protocol_failed(exc, "data_received")
         else:
             self._read_eof()
 
     def _read_ready_edge(self) -> None:
-        """Edge-triggered: read until EAGAIN (or a short read with no FIN queued)."""
+        """Edge-triggered: read until EAGAIN (or a short read with no FIN queued), at most
+        `_READS_PER_EDGE` times; the rest is continued after the other ready fds. A HUP in
+        the poll's flags is remembered: a continuation runs from the ready queue, where
+        `loop.current_events` is 0, and must still read up to the FIN."""
+        if self._loop.current_events & HUP:
+            self._peer_hung_up = True
         recv = self._sock.recv
         for _ in range(_READS_PER_EDGE):
             try:
@@ -158,12 +167,11 @@ class TcpTransport(FlowControl):
             try:
                 self._protocol.data_received(data)
             except Exception as exc:
-                self._report_protocol_error(exc, "data_received")
-                self._force_close(exc)
+                self._protocol_failed(exc, "data_received")
                 return
             if not self._reading or self._closing:
                 return
-            if len(data) < MAX_READ and not self._loop.current_events & HUP:
+            if len(data) < MAX_READ and not self._peer_hung_up:
                 # A short read emptied the socket buffer and no FIN is queued (the poller
                 # reports RDHUP as HUP): every later arrival raises a new edge, so there
                 # is no need to pay for a recv -> EAGAIN.
@@ -182,8 +190,7 @@ class TcpTransport(FlowControl):
         try:
             keep_open = self._protocol.eof_received()
         except Exception as exc:
-            self._report_protocol_error(exc, "eof_received")
-            self._force_close(exc)
+            self._protocol_failed(exc, "eof_received")
             return
         if not keep_open or self._eof_written:
             self.close()  # nothing more can flow either way: release the socket
@@ -281,7 +288,7 @@ class TcpTransport(FlowControl):
         if self._buffer:
             return  # resume_writing wrote more; write() re-registered the writer
         if self._closing:
-            self._call_connection_lost(None)
+            self._lose(None)
         elif self._eof_pending:
             self._shutdown_write()
 
@@ -318,9 +325,6 @@ class TcpTransport(FlowControl):
 
     # -- closing -------------------------------------------------------------------------
 
-    def is_closing(self) -> bool:
-        return self._closing or self._lost
-
     def close(self) -> None:
         if self._closing or self._lost:
             return
@@ -332,24 +336,37 @@ class TcpTransport(FlowControl):
         if not self._send_queued():
             return  # the send failed: the connection is already being torn down
         if not self._buffer:
-            self._lost = True
-            self._loop.call_soon(self._call_connection_lost, None)
-
-    def abort(self) -> None:
-        self._force_close(None)
+            self._lose(None)
 
     def _fatal_error(self, exc: Exception) -> None:
+        if isinstance(exc, BrokenPipeError):
+            # EPIPE means the peer reset the connection (it closed, or aborted, while we
+            # were sending), exactly what ECONNRESET means; which of the two a process
+            # sees depends on whether its next call is a send or a recv. One class on
+            # every backend: ConnectionResetError.
+            exc = ConnectionResetError(exc.errno, f"connection reset by peer ({exc})")
         if isinstance(exc, _QUIET_ERRORS):
             log.debug("%s: %s", self._extra["peername"], exc)
         else:
             log.warning("connection %s failed: %r", self._extra["peername"], exc)
-        self._force_close(exc)
+        self._drop(exc)
 
-    def _force_close(self, exc: Exception | None) -> None:
+    def _abort(self, exc: Exception | None) -> None:
+        """abort(), or a protocol callback raised: the peer gets a reset (RST), as with
+        KCP's reset datagram and the in-memory pair, not a FIN it could take for a
+        clean end of the stream."""
         if self._lost:
             return
-        self._closing = True
-        self._lost = True
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass  # already broken: the close below is all there is to do
+        self._drop(exc)
+
+    def _drop(self, exc: Exception | None) -> None:
+        """Stop all I/O now and drop what is queued; connection_lost(exc) follows."""
+        if self._lost:
+            return
         self._write_blocked = True
         self._reading = False
         self._buffer.clear()
@@ -357,44 +374,13 @@ class TcpTransport(FlowControl):
         self._queued_size = 0
         self._loop.remove_reader(self._fd)
         self._loop.remove_writer(self._fd)
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._lose(exc)
 
-    def _call_connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        if self._sock.fileno() == -1:
-            return  # already done
-        self._loop.remove_reader(self._fd)
-        self._loop.remove_writer(self._fd)
-        try:
-            self._protocol.connection_lost(exc)
-        except Exception as error:
-            self._report_protocol_error(error, "connection_lost")
-        finally:
-            self._sock.close()
-            if self._server is not None:
-                self._server._detach(self)
-                self._server = None
-
-    def _report_protocol_error(self, exc: Exception, what: str) -> None:
-        self._loop.call_exception_handler({
-            "message": f"{type(self._protocol).__name__}.{what} raised; closing connection "
-                       f"from {self._extra.get('peername')}",
-            "exception": exc, "transport": self, "protocol": self._protocol})
-
-    # -- info ----------------------------------------------------------------------------
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._extra.get(name, default)
-
-    def get_protocol(self) -> Protocol:
-        return self._protocol
-
-    def set_protocol(self, protocol: Protocol) -> None:
-        self._protocol = protocol
-
-    def __repr__(self) -> str:
-        state = "closed" if self._lost else "closing" if self._closing else "open"
-        return f"<TcpTransport {self._extra.get('peername')} {state}>"
+    def _release(self) -> None:
+        release_socket(self._loop, self._fd, self._sock)
+        if self._server is not None:
+            self._server._detach(self)
+            self._server = None
 
 
 class TcpServer:
@@ -426,6 +412,8 @@ class TcpServer:
         return int(self.sockets[0].getsockname()[1])
 
     def _accept_ready(self, listener: socket.socket) -> None:
+        if self._closed:
+            return  # an edge-triggered continuation scheduled before the close
         for _ in range(_ACCEPTS_PER_WAKEUP):
             try:
                 conn, _address = listener.accept()

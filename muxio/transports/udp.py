@@ -35,11 +35,11 @@ import errno
 import logging
 import socket
 from collections import deque
-from typing import Any
 
 from muxio.loop import Loop
 from muxio.protocols import Address, DatagramProtocol, DatagramProtocolFactory
-from muxio.transports.flow import FlowControl, water_marks
+from muxio.transports.flow import water_marks
+from muxio.transports.lifecycle import TransportLifecycle, release_socket
 from muxio.transports.tcp import listen_addresses
 
 log = logging.getLogger("muxio.udp")
@@ -53,39 +53,37 @@ _SEND_RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
 _rcvbuf_warned = False
 
 
-class UdpTransport(FlowControl):
+class UdpTransport(TransportLifecycle):
     """The DatagramTransport a DatagramProtocol gets for one datagram socket."""
 
-    __slots__ = ("_loop", "_sock", "_fd", "_buffer", "_buffer_size", "_closing", "_lost",
-                 "_extra", "_edge", "_connected", "_reading")
+    __slots__ = ("_loop", "_sock", "_fd", "_buffer", "_buffer_size", "_edge", "_connected",
+                 "_reading")
+
+    _protocol: DatagramProtocol
 
     def __init__(self, loop: Loop, sock: socket.socket, protocol: DatagramProtocol) -> None:
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
-        self._protocol: DatagramProtocol = protocol
-        self._buffer: deque[tuple[bytes, Address]] = deque()
-        self._buffer_size = 0
-        self._high_water, self._low_water = water_marks(None, None)
-        self._writing_paused = False
-        self._closing = False
-        self._lost = False
-        self._reading = True
-        self._edge = loop.edge_triggered
         try:
             peer = sock.getpeername()
         except OSError:
             peer = None
         self._connected = peer is not None
-        self._extra: dict[str, Any] = {"socket": sock, "sockname": sock.getsockname(),
-                                       "peername": peer, "transport": "udp",
-                                       "backend": loop.backend}
+        self._init_lifecycle(loop, protocol, {
+            "socket": sock, "sockname": sock.getsockname(), "peername": peer,
+            "transport": "udp", "backend": loop.backend})
+        self._buffer: deque[tuple[bytes, Address]] = deque()
+        self._buffer_size = 0
+        self._high_water, self._low_water = water_marks(None, None)
+        self._writing_paused = False
+        self._reading = True
+        self._edge = loop.edge_triggered
         loop.add_reader(self._fd, self._read_ready)
         try:
             protocol.connection_made(self)
         except Exception as exc:
-            self._report_protocol_error(exc, "connection_made")
-            self._force_close(exc)
+            self._protocol_failed(exc, "connection_made")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -193,15 +191,12 @@ class UdpTransport(FlowControl):
         self._loop.remove_writer(self._fd)
         self._maybe_resume()
         if self._closing and not self._buffer:
-            self._call_connection_lost(None)
+            self._lose(None)
 
     def get_write_buffer_size(self) -> int:
         return self._buffer_size
 
     # -- closing -------------------------------------------------------------------------
-
-    def is_closing(self) -> bool:
-        return self._closing or self._lost
 
     def close(self) -> None:
         """Stop reading; close once queued datagrams are sent."""
@@ -211,56 +206,21 @@ class UdpTransport(FlowControl):
         self._reading = False
         self._loop.remove_reader(self._fd)
         if not self._buffer:
-            self._lost = True
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._lose(None)
 
-    def abort(self) -> None:
+    def _abort(self, exc: Exception | None) -> None:
         """Close now, dropping queued datagrams."""
-        self._force_close(None)
-
-    def _force_close(self, exc: Exception | None) -> None:
         if self._lost:
             return
-        self._closing = True
-        self._lost = True
         self._reading = False
         self._buffer.clear()
         self._buffer_size = 0
         self._loop.remove_reader(self._fd)
         self._loop.remove_writer(self._fd)
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._lose(exc)
 
-    def _call_connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        if self._sock.fileno() == -1:
-            return  # already done
-        if not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
-        try:
-            self._protocol.connection_lost(exc)
-        except Exception as error:
-            self._report_protocol_error(error, "connection_lost")
-        finally:
-            self._sock.close()
-
-    def _report_protocol_error(self, exc: Exception, what: str) -> None:
-        self._loop.call_exception_handler({
-            "message": f"{type(self._protocol).__name__}.{what} raised (UDP "
-                       f"{self._extra.get('sockname')})",
-            "exception": exc, "transport": self, "protocol": self._protocol})
-
-    # -- info ----------------------------------------------------------------------------
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._extra.get(name, default)
-
-    def get_protocol(self) -> DatagramProtocol:
-        return self._protocol
-
-    def __repr__(self) -> str:
-        state = "closed" if self._lost else "closing" if self._closing else "open"
-        return f"<UdpTransport {self._extra.get('sockname')} {state}>"
+    def _release(self) -> None:
+        release_socket(self._loop, self._fd, self._sock)
 
 
 def size_receive_buffer(sock: socket.socket, size: int) -> int:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.tools import require_module
 
 
@@ -60,3 +62,22 @@ def test_bench_chat_forwards_on_muxio_and_a_peer(tmp_path: Path) -> None:
     assert [r["target"] for r in data["results"]] == ["asyncio", "muxio/epoll"]
     for row in data["results"]:
         assert row["samples"][0]["operations"] > 0
+
+
+def test_bench_refuses_an_unknown_backend_in_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "muxio", "bench", "echo", "--backends",
+                             "bogus", "--rounds", "1", "--duration", "0.1"],
+                            check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
+    assert result.stderr.startswith("muxio: error: --backends: 'bogus' is not a backend")
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_own_error() -> None:
+    from muxio.bench.runner import BenchError, ServerProcess, Target
+
+    failing = Target("failing", (sys.executable, "-c",
+                                 "import sys; print('muxio: error: port taken', "
+                                 "file=sys.stderr); sys.exit(2)"), "muxio")
+    with pytest.raises(BenchError, match="failing did not start: muxio: error: port taken"):
+        ServerProcess(failing, 1, None)

@@ -54,3 +54,70 @@ def test_version_and_python_m() -> None:
     result = subprocess.run([sys.executable, "-m", "muxio", "--version"], capture_output=True,
                             text=True, timeout=60, check=True)
     assert re.fullmatch(r"muxio \d+\.\d+\.\d+\n", result.stdout)
+
+
+def _serve(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "muxio", "serve", *argv],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("service", ["echo", "http", "chat"])
+def test_a_port_in_use_is_one_line_and_exit_2(service: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _serve(service, "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"muxio: error: cannot listen on 127.0.0.1:{port}: address already in use (try "
+        f"--port, or stop the other server)"]
+
+
+def test_an_address_of_another_machine_is_one_line_and_exit_2() -> None:
+    result = _serve("echo", "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert "192.0.2.1 is not an address of this machine (try --host localhost" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_kcp_server_that_served_someone_stops_with_exit_0(backend: str, signum: int) -> None:
+    """Stopping a KCP server with a live session exited 2 ('invalid file descriptor -1')."""
+    from muxio.loop import Loop
+    from muxio.protocols import Protocol
+    from muxio.transports.kcp import transport as kcp
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "muxio", "serve", "echo", "--transport", "kcp", "--host",
+         "127.0.0.1", "--port", "0", "--backend", backend],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"serving echo on kcp 127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        received = bytearray()
+
+        class Client(Protocol):
+            def data_received(self, data: bytes) -> None:
+                received.extend(data)
+
+        with Loop(backend) as loop:
+            future = kcp.connect(Client, "127.0.0.1", int(match.group(1)), loop=loop)
+            transport, _ = loop.run_until_complete(future, timeout=30)
+            transport.write(b"ping")
+            loop.run_until(lambda: received == b"ping", timeout=30)
+            process.send_signal(signum)  # the session is live
+            assert process.wait(timeout=30) == 0, process.stderr.read() if process.stderr else ""
+            transport.abort()
+            for _ in range(3):
+                loop.run_once(0)
+        assert "echo stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

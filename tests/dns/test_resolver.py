@@ -28,10 +28,10 @@ from muxio.handlers.dns import (
 from muxio.handlers.dns.client import ArmTimer, Finished, SendDatagram, SendStream
 from muxio.loop import Loop
 from muxio.protocols import Address, DatagramProtocol, DatagramTransport
-from muxio.resolver import LoopNetwork
 from muxio.testing.clock import FakeClock
 from muxio.testing.server import LoopThread
 from muxio.transports import udp
+from muxio.transports.network import LoopNetwork
 from tests.dns.helpers import Nsd, ServedDns, free_port
 
 FIRST = NameServer("127.0.0.1", 5301)

@@ -3,6 +3,7 @@
     muxio serve chat --port 7008
     muxio serve chat --backend epoll-et --heartbeat-interval 5 --heartbeat-misses 3
     muxio serve chat --transport kcp --port 7008                 # the same handler over UDP
+    muxio serve chat --tls-cert cert.pem --tls-key key.pem       # over TLS (tcp or kcp)
 
 `protocol_factory(scheduler, args)` also lets `python -m adapters --service chat` host the
 same handler on asyncio, uvloop or Twisted.
@@ -12,15 +13,18 @@ from __future__ import annotations
 
 import argparse
 
-from muxio.cli.services.tcp_service import TcpService
+from muxio.cli.services.tcp_service import TcpService, serve_stream, transport_label
+from muxio.cli.tls_options import add_server_arguments
 from muxio.errors import ConfigError
 from muxio.handlers.chat import ChatServer, ChatServerConfig
 from muxio.loop import Loop
 from muxio.protocols import ProtocolFactory, Scheduler
-from muxio.transports import tcp
-from muxio.transports.registry import STREAM_TRANSPORTS, stream_transport
+from muxio.transports.registry import STREAM_TRANSPORTS
 
-DESCRIPTION = "chat-forward: time, name, client list and message forwarding (TCP or KCP)"
+DESCRIPTION = ("chat-forward: time, name, client list and message forwarding (TCP or KCP, "
+               "optionally over TLS)")
+ALPN = ("muxio-chat",)
+"""What a TLS chat server offers in ALPN (and `muxio chat --tls` asks for)."""
 DEFAULT_PORT = 7008
 _DEFAULTS = ChatServerConfig()
 _FLAGS = {"heartbeat_interval": "--heartbeat-interval", "heartbeat_misses": "--heartbeat-misses",
@@ -49,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-clients", type=int, metavar="N",
                         default=_DEFAULTS.max_clients,
                         help=f"clients at once (default: {_DEFAULTS.max_clients})")
+    add_server_arguments(parser, alpn=ALPN)
 
 
 def config_from(args: argparse.Namespace) -> ChatServerConfig:
@@ -89,10 +94,5 @@ class ChatService(TcpService):
 
 def start(loop: Loop, args: argparse.Namespace) -> ChatService:
     chat = chat_server(loop, args)
-    if args.transport == "tcp":
-        server = tcp.serve(chat.protocol_factory, args.host, args.port, loop=loop,
-                           backlog=args.backlog, reuse_port=args.reuse_port)
-    else:
-        server = stream_transport(args.transport).serve(chat.protocol_factory, args.host,
-                                                        args.port, loop=loop)
-    return ChatService(server, chat, args.transport)
+    server = serve_stream(chat.protocol_factory, args, loop)
+    return ChatService(server, chat, transport_label(args))

@@ -3,6 +3,8 @@
     muxio serve http --port 8080                      # GET / -> Hello, World!
     muxio serve http --port 8080 --root ./public      # static files
     muxio serve http --access-log ...                 # one log line per response
+    muxio serve http --tls-cert cert.pem --tls-key key.pem          # HTTPS (ALPN http/1.1)
+    muxio serve http --transport kcp --tls-cert ... --tls-key ...   # HTTPS over KCP
 
 `protocol_factory(scheduler, args)` also lets `python -m adapters --service http` host the
 same handler on asyncio, uvloop or Twisted.
@@ -14,7 +16,8 @@ import argparse
 import logging
 import os
 
-from muxio.cli.services.tcp_service import TcpService
+from muxio.cli.services.tcp_service import TcpService, serve_stream, transport_label
+from muxio.cli.tls_options import add_server_arguments
 from muxio.errors import ConfigError
 from muxio.handlers.http import (
     App,
@@ -26,9 +29,10 @@ from muxio.handlers.http import (
 )
 from muxio.loop import Loop
 from muxio.protocols import ProtocolFactory, Scheduler
-from muxio.transports import tcp
+from muxio.transports.registry import STREAM_TRANSPORTS
 
-DESCRIPTION = "HTTP/1.1: 'Hello, World!' on GET /, or static files with --root (TCP)"
+DESCRIPTION = ("HTTP/1.1: 'Hello, World!' on GET /, or static files with --root (TCP or KCP, "
+               "HTTPS with --tls-cert)")
 DEFAULT_PORT = 8080
 _DEFAULTS = HttpConfig()
 
@@ -55,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"larger gets 413")
     parser.add_argument("--access-log", action="store_true",
                         help="log one INFO line per response (logger muxio.http.access)")
+    parser.add_argument("--transport", choices=sorted(STREAM_TRANSPORTS), default="tcp",
+                        help="stream transport (default: tcp; kcp runs over UDP)")
+    add_server_arguments(parser, alpn=("http/1.1",))
 
 
 _FLAGS = {"header_timeout": "--header-timeout", "keepalive_timeout": "--keepalive-timeout",
@@ -93,5 +100,5 @@ def protocol_factory(scheduler: Scheduler, args: argparse.Namespace) -> Protocol
 
 
 def start(loop: Loop, args: argparse.Namespace) -> TcpService:
-    return TcpService(tcp.serve(protocol_factory(loop, args), args.host, args.port, loop=loop,
-                                backlog=args.backlog, reuse_port=args.reuse_port))
+    return TcpService(serve_stream(protocol_factory(loop, args), args, loop),
+                      transport_label(args))

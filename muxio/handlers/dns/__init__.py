@@ -4,7 +4,7 @@
 - `answer`: the sans-I/O answering core (query bytes -> response bytes).
 - `server`: `DnsServer` (zones, response caches, reload) and its UDP/TCP protocols.
 - `client`: the sans-I/O `Exchange` core and the `Resolver` that drives it over a
-  `Network` (`muxio.resolver.LoopNetwork` on a muxio loop).
+  `Network` (`muxio.transports.network.LoopNetwork` on a muxio loop).
 """
 
 from muxio.handlers.dns.answer import DEFAULT_MAX_UDP_PAYLOAD, Responder, lookup

@@ -21,7 +21,7 @@ Policy:
 
 The `Resolver` turns each query into a `muxio.futures.Future[dns.message.Message]`. It
 needs a `Network`: a Scheduler (time, call_soon, call_later) that can also open a UDP
-endpoint and a TCP connection. `muxio.resolver.LoopNetwork` is that over a muxio loop;
+endpoint and a TCP connection. `muxio.transports.network.LoopNetwork` is that over a muxio loop;
 an adapter can provide one over asyncio or Twisted. Each query gets its own UDP socket
 (a fresh random source port, RFC 5452) and a random ID (dnspython's `make_query`).
 """

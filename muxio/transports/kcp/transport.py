@@ -41,8 +41,9 @@ from typing import Any
 from muxio.futures import Future
 from muxio.loop import Loop, TimerHandle
 from muxio.protocols import Protocol, ProtocolFactory
-from muxio.transports.flow import FlowControl, water_marks
+from muxio.transports.flow import water_marks
 from muxio.transports.kcp.core import FAST, Kcp, KcpProfile
+from muxio.transports.lifecycle import TransportLifecycle
 from muxio.transports.tcp import listen_addresses
 
 log = logging.getLogger("muxio.kcp")
@@ -68,13 +69,15 @@ def now_ms(loop: Loop) -> int:
     return int(loop.time() * 1000.0) & 0xFFFFFFFF
 
 
-class KcpTransport(FlowControl):
+class KcpTransport(TransportLifecycle):
     """One KCP session: the Transport a stream Protocol gets, as on TCP."""
 
     __slots__ = ("_loop", "_endpoint", "_address", "_conv", "_kcp", "_timer", "_timer_at",
-                 "_reading", "_closing", "_eof_sent", "_eof_received", "_lost", "_extra",
+                 "_reading", "_eof_sent", "_eof_received",
                  "_idle_timeout", "_last_heard", "_idle_timer", "_close_when_acked",
                  "_mss", "_gone", "_lingering")
+
+    _protocol: Protocol
 
     def __init__(self, loop: Loop, endpoint: KcpEndpoint, address: Any, conv: int,  # noqa: PLR0917
                  protocol: Protocol, profile: KcpProfile, idle_timeout: float | None) -> None:
@@ -82,7 +85,10 @@ class KcpTransport(FlowControl):
         self._endpoint = endpoint
         self._address = address
         self._conv = conv
-        self._protocol: Protocol = protocol
+        self._init_lifecycle(loop, protocol, {
+            "peername": address, "sockname": endpoint.sock.getsockname(),
+            "socket": endpoint.sock, "transport": "kcp", "backend": loop.backend,
+            "conv": conv})
         self._kcp = Kcp(conv, self._output)
         self._kcp.apply_profile(profile)
         self._mss = self._kcp.mss
@@ -92,20 +98,14 @@ class KcpTransport(FlowControl):
         self._high_water, self._low_water = water_marks(None, None)
         self._writing_paused = False
         self._reading = True
-        self._closing = False
         self._eof_sent = False
         self._eof_received = False
         self._close_when_acked = False
-        self._lost = False  # connection_lost is scheduled; the protocol hears no more
         self._gone = False  # removed from the endpoint; datagrams are no longer routed here
         self._lingering = False  # closed locally, still ACKing the peer until its EOF
         self._idle_timeout = idle_timeout
         self._last_heard = loop.time()
         self._idle_timer: TimerHandle | None = None
-        self._extra: dict[str, Any] = {
-            "peername": address, "sockname": endpoint.sock.getsockname(),
-            "socket": endpoint.sock, "transport": "kcp", "backend": loop.backend,
-            "conv": conv}
         if idle_timeout is not None:
             self._idle_timer = loop.call_later(idle_timeout, self._check_idle)
 
@@ -113,8 +113,7 @@ class KcpTransport(FlowControl):
         try:
             self._protocol.connection_made(self)
         except Exception as exc:
-            self._report_protocol_error(exc, "connection_made")
-            self.abort()
+            self._protocol_failed(exc, "connection_made")
 
     # -- datagrams in --------------------------------------------------------------------
 
@@ -172,8 +171,7 @@ class KcpTransport(FlowControl):
         try:
             self._protocol.data_received(data)
         except Exception as exc:
-            self._report_protocol_error(exc, "data_received")
-            self.abort()
+            self._protocol_failed(exc, "data_received")
 
     def _eof(self) -> None:
         self._eof_received = True
@@ -181,8 +179,7 @@ class KcpTransport(FlowControl):
         try:
             keep_open = self._protocol.eof_received()
         except Exception as exc:
-            self._report_protocol_error(exc, "eof_received")
-            self.abort()
+            self._protocol_failed(exc, "eof_received")
             return
         if not keep_open or self._eof_sent:
             self.close()
@@ -297,9 +294,6 @@ class KcpTransport(FlowControl):
 
     # -- closing -------------------------------------------------------------------------
 
-    def is_closing(self) -> bool:
-        return self._closing or self._lost
-
     def close(self) -> None:
         if self._closing or self._lost:
             return
@@ -315,10 +309,10 @@ class KcpTransport(FlowControl):
 
     def _finish_close(self) -> None:
         """Everything we sent is acknowledged: the protocol is done. Like TCP's TIME_WAIT,
-        the session lingers (without its protocol) to ACK the peer until its EOF."""
-        self._lost = True
-        self._loop.call_soon(self._call_connection_lost, None)
-        if self._eof_received:
+        the session lingers (without its protocol) to ACK the peer until its EOF, unless
+        the server has stopped (nothing is kept for a server that is going away)."""
+        self._lose(None)
+        if self._eof_received or self._endpoint.stopped:
             self._teardown()
             return
         self._lingering = True
@@ -329,16 +323,16 @@ class KcpTransport(FlowControl):
         self._idle_timer = self._loop.call_later(LINGER_SECONDS, self._teardown)
         self._linger_input()
 
-    def abort(self) -> None:
+    def _abort(self, exc: Exception | None) -> None:
+        """Close now: a reset datagram tells the peer at once."""
         if self._lost:
             if self._lingering:
                 self._teardown()
             return
         self._endpoint.send_datagram(_HEADER.pack(self._conv, CMD_RESET, 0, 0, 0, 0, 0, 0),
                                      self._address)
-        self._closing = True
         self._teardown()
-        self._loop.call_soon(self._call_connection_lost, None)
+        self._lose(exc)
 
     def announce(self) -> None:
         """Send a window probe (WASK) so that the peer opens its side of the session."""
@@ -358,15 +352,14 @@ class KcpTransport(FlowControl):
         if self._lost:
             return
         log.debug("kcp %s conv %d: %s", self._address, self._conv, exc)
-        self._closing = True
         self._teardown()
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._lose(exc)
 
     def _teardown(self) -> None:
+        """Leave the endpoint: no more datagrams, no timers."""
         if self._gone:
             return
         self._gone = True
-        self._lost = True
         self._reading = False
         for timer in (self._timer, self._idle_timer):
             if timer is not None:
@@ -374,26 +367,11 @@ class KcpTransport(FlowControl):
         self._timer = self._idle_timer = None
         self._endpoint.forget(self)
 
-    def _call_connection_lost(self, exc: Exception | None) -> None:
-        try:
-            self._protocol.connection_lost(exc)
-        except Exception as error:
-            self._report_protocol_error(error, "connection_lost")
-
-    def _report_protocol_error(self, exc: Exception, what: str) -> None:
-        self._loop.call_exception_handler({
-            "message": f"{type(self._protocol).__name__}.{what} raised; aborting kcp session "
-                       f"{self._address} conv {self._conv}",
-            "exception": exc, "transport": self, "protocol": self._protocol})
-
     # -- info ----------------------------------------------------------------------------
 
     @property
     def key(self) -> tuple[Any, int]:
         return self._address, self._conv
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._extra.get(name, default)
 
     def statistics(self) -> dict[str, int]:
         return {"waitsnd": self._kcp.waitsnd(), "retransmissions": self._kcp.xmit}
@@ -416,7 +394,11 @@ class KcpEndpoint:
         self._max_sessions = max_sessions
         self.sessions: dict[tuple[Any, int], KcpTransport] = {}
         self._recently_closed: dict[tuple[Any, int], float] = {}
-        self._closed = False
+        self._fd = sock.fileno()
+        self._closing = False  # close() has begun (re-entrant calls return at once)
+        self.stopped = False
+        """A server endpoint told to stop: sessions that finish do not linger."""
+        self._closed = False  # the socket is closed
         self._edge = loop.edge_triggered
         self.dropped_datagrams = 0
         loop.add_reader(sock.fileno(), self._read_ready)
@@ -426,10 +408,16 @@ class KcpEndpoint:
         """Live sessions (not those lingering after a local close)."""
         return {session for session in self.sessions.values() if not session._lingering}
 
+    @property
+    def accepting(self) -> bool:
+        """New sessions are opened (a server that has not been closed)."""
+        return self._protocol_factory is not None
+
     def stop_accepting(self) -> None:
-        """No new sessions; lingering ones are dropped; the socket closes when no live
-        session needs it any more."""
+        """No new sessions; lingering ones are dropped (and later ones do not linger);
+        the socket closes when no live session needs it any more."""
         self._protocol_factory = None
+        self.stopped = True
         for session in list(self.sessions.values()):
             if session._lingering:
                 session._teardown()
@@ -441,6 +429,8 @@ class KcpEndpoint:
         return int(self.sock.getsockname()[1])
 
     def _read_ready(self) -> None:
+        if self._closing:
+            return  # an edge-triggered continuation scheduled before the close
         recvfrom = self.sock.recvfrom
         for _ in range(_DATAGRAMS_PER_WAKEUP):
             try:
@@ -521,14 +511,18 @@ class KcpEndpoint:
             self.close()  # a client endpoint lives as long as its one session
 
     def close(self) -> None:
-        """Stop receiving; sessions still open are aborted."""
-        if self._closed:
+        """Stop receiving; sessions still open are aborted (their peers get a reset).
+        Idempotent and re-entrant: the last aborted session's `forget` calls it again."""
+        if self._closing:
             return
+        self._closing = True
+        self._protocol_factory = None
+        self.stopped = True
         for session in list(self.sessions.values()):
             session.abort()
         self._closed = True
         if not self._loop.is_closed():
-            self._loop.remove_reader(self.sock.fileno())
+            self._loop.remove_reader(self._fd)
         self.sock.close()
 
 
@@ -552,7 +546,7 @@ class KcpServer:
 
     def close(self) -> None:
         """Stop accepting new sessions; established ones go on (see close_clients), and
-        each socket closes once its last session is gone."""
+        each socket closes once its last session is gone. Idempotent."""
         for endpoint in self.endpoints:
             endpoint.stop_accepting()
 
@@ -561,14 +555,12 @@ class KcpServer:
             session.close()
 
     def abort_clients(self) -> None:
+        """Abort every session; once closed, the server's sockets close with the last."""
         for session in list(self.connections):
             session.abort()
 
-    def shutdown(self) -> None:
-        """Close every session and the sockets."""
-        self.close()
-        for endpoint in self.endpoints:
-            endpoint.close()
+    def is_serving(self) -> bool:
+        return any(endpoint.accepting for endpoint in self.endpoints)
 
 
 def _udp_socket(family: int, rcvbuf: int) -> socket.socket:

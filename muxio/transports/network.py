@@ -1,11 +1,12 @@
-"""The resolver's network on a muxio loop: timers from the loop, UDP endpoints from
-`muxio.transports.udp`, TCP connections from `muxio.transports.tcp`.
+"""The network a sans-I/O client driver needs, on a muxio loop: timers from the loop, UDP
+endpoints from `muxio.transports.udp`, TCP connections from `muxio.transports.tcp`.
 
-The query logic lives in `muxio.handlers.dns.client` (a sans-I/O core and a driver that
-only sees the handler API); this module is the glue that opens real sockets for it:
+A client written against the handler API (e.g. the DNS resolver in
+`muxio.handlers.dns.client`, a sans-I/O core and a driver) asks a `Network` for
+sockets instead of opening them; this module is that network over real sockets:
 
     from muxio.handlers.dns import Resolver
-    from muxio.resolver import LoopNetwork
+    from muxio.transports.network import LoopNetwork
 
     resolver = Resolver(LoopNetwork(loop), ["127.0.0.1:5353"], timeout=1.0, tries=2)
     message = loop.run_until_complete(resolver.query("example.com", "MX"), timeout=10)
