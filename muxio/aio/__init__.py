@@ -19,7 +19,6 @@ the transports, and docs/aio.md for the differences from asyncio's own loop.
 
 from __future__ import annotations
 
-from muxio.aio.errors import TlsUnavailableError
 from muxio.aio.kcp import (
     KcpServer,
     create_kcp_connection,
@@ -34,7 +33,6 @@ __all__ = [
     "EventLoop",
     "EventLoopPolicy",
     "KcpServer",
-    "TlsUnavailableError",
     "create_kcp_connection",
     "create_kcp_server",
     "new_event_loop",

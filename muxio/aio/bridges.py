@@ -35,6 +35,8 @@ asyncio's loop. Differences from asyncio's selector transports, on purpose:
 from __future__ import annotations
 
 import socket
+import ssl
+import struct
 import sys
 from asyncio import BaseProtocol, BufferedProtocol, constants, trsock
 from asyncio import transports as aio_transports
@@ -42,6 +44,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from muxio import protocols
+from muxio.aio.errors import TlsHandshakeAbortedError, TlsHandshakeResetError
+from muxio.errors import TlsHandshakeError
+from muxio.transports.flow import water_marks
+from muxio.transports.tls import TlsTransport
 
 if TYPE_CHECKING:
     import asyncio
@@ -69,11 +75,102 @@ def _server_detach(server: Any, transport: StreamBridge) -> None:
 _SERVER_KEEPS_TRANSPORTS = sys.version_info >= (3, 13)
 
 
+def keep_fin(sock: socket.socket) -> None:
+    """Undo the zero linger muxio's abort sets, before the socket is closed: the close
+    then ends the connection with a FIN, as asyncio's abort does."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
+    except OSError:
+        pass  # already closed: nothing left to choose
+
+
+_LINGER_OFF = struct.pack("ii", 0, 0)
+
+
+DETACHED = protocols.Protocol()
+"""The protocol a lost muxio transport is left with: it hears nothing more anyway."""
+
+
+class InnerLink:
+    """Given to a TLS layer as `on_lost`: once its session ends, the muxio transport under
+    it lets go of it (muxio's TcpTransport is freed by the cyclic GC only, and must not
+    keep the session and its SSLContext alive until then, which asyncio code expects)."""
+
+    def __init__(self) -> None:
+        self.inner: Any = None
+
+    def __call__(self, layer: TlsTransport) -> None:
+        inner, self.inner = self.inner, None
+        if inner is not None:
+            inner.set_protocol(DETACHED)
+
+
+class _Finished:
+    """What a bridge talks to once its connection is lost: a closed transport that keeps
+    a copy of the extra info and nothing of the connection."""
+
+    _KEPT = ("peername", "sockname", "socket", "transport", "backend", "conv", "peercert",
+             "cipher", "compression", "alpn_protocol", "server_name")
+    """Extra info still answered after the end (not ssl_object/sslcontext, which would
+    keep the TLS context alive)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._extra = {name: inner.get_extra_info(name) for name in self._KEPT}
+        self._limits: tuple[int, int] = inner.get_write_buffer_limits()
+        self._can_write_eof = bool(inner.can_write_eof())
+
+    def write(self, data: object) -> None:
+        """Ignored, as asyncio ignores writes to a lost connection."""
+
+    writelines = write
+
+    def write_eof(self) -> None:
+        """Nothing left to shut down."""
+
+    def can_write_eof(self) -> bool:
+        return self._can_write_eof
+
+    def is_closing(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Already closed."""
+
+    abort = close
+    pause_reading = close
+    resume_reading = close
+
+    def is_reading(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._limits
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        high, low = water_marks(high, low)
+        self._limits = (low, high)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        value = self._extra.get(name)
+        return default if value is None else value
+
+    def __repr__(self) -> str:
+        return f"<closed transport {self._extra.get('peername')}>"
+
+
 def _bind(obj: object, **methods: Callable[..., Any]) -> None:
     """Store bound methods as instance attributes: a call finds them before the class's
     own methods, and reaches the other side with no intermediate Python frame."""
     vars(obj).update(methods)
 
+
+SSL_HANDSHAKE_TIMEOUT = constants.SSL_HANDSHAKE_TIMEOUT
+"""asyncio's default (60 s) when `ssl_handshake_timeout` is not given (muxio's own servers
+use 10 s)."""
+SSL_SHUTDOWN_TIMEOUT = getattr(constants, "SSL_SHUTDOWN_TIMEOUT", 30.0)
 
 _NOT_CONNECTED = "the transport is not connected yet (its muxio transport was not created)"
 
@@ -96,9 +193,9 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
                    protocols.Protocol):
     """An asyncio stream transport over a muxio stream transport (TCP, UNIX, KCP)."""
 
-    _start_tls_compatible = False
-    """start_tls waits for muxio's TLS layer (see muxio.aio.errors.TlsUnavailableError)."""
+    _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    """os.sendfile on the socket (SslBridge: asyncio's fallback, read then write)."""
 
     _protocol: BaseProtocol
     _loop: EventLoop
@@ -108,12 +205,21 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
     def __init__(self, loop: EventLoop, protocol: BaseProtocol, *,
                  sock: socket.socket | None = None, extra: dict[str, Any] | None = None,
                  server: asyncio.Server | None = None,
-                 hold_until: asyncio.Future[Any] | None = None) -> None:
+                 hold_until: asyncio.Future[Any] | None = None,
+                 announce: bool = True) -> None:
         """`hold_until`: deliver no data before this future is done and the task awaiting
-        it has resumed (see `hold_reading`); client connections pass their waiter."""
+        it has resumed (see `hold_reading`); client connections pass their waiter.
+        `announce=False`: the protocol already has a transport and is not told
+        connection_made again (start_tls)."""
         super().__init__(dict(extra or {}), loop)
         self._protocol = protocol
         self._hold_until = hold_until
+        self._announce = announce
+        self._attached = False
+        self._closed_early = False
+        self._pending: Any = None
+        """What to close or abort before the muxio side reaches us (the TLS layer, while
+        its handshake runs)."""
         self._sock = sock
         self._sock_fd = sock.fileno() if sock is not None else -1
         self._server = server
@@ -129,24 +235,30 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
 
     def connection_made(self, transport: Any) -> None:
         """The muxio transport exists: bind its methods here, then tell asyncio's side."""
+        self._pending = None
+        self._bind_inner(transport)
+        self._bind_protocol(self._protocol)
+        if self._sock is not None:
+            self._loop._transports[self._sock_fd] = self
+        if self._server is not None and not self._attached:
+            self._attached = True
+            _server_attach(self._server, self)
+        if self._hold_until is not None:
+            self.hold_reading(self._hold_until)
+            self._hold_until = None
+        if self._announce:
+            self._protocol.connection_made(self)
+
+    def _bind_inner(self, transport: Any) -> None:
         self._inner = transport
         _bind(self, write=transport.write, writelines=transport.writelines,
               write_eof=transport.write_eof, can_write_eof=transport.can_write_eof,
-              is_closing=transport.is_closing, close=transport.close, abort=transport.abort,
+              is_closing=transport.is_closing, close=transport.close,
               pause_reading=transport.pause_reading, resume_reading=transport.resume_reading,
               is_reading=transport.is_reading,
               get_write_buffer_size=transport.get_write_buffer_size,
               get_write_buffer_limits=transport.get_write_buffer_limits,
               set_write_buffer_limits=transport.set_write_buffer_limits)
-        self._bind_protocol(self._protocol)
-        if self._sock is not None:
-            self._loop._transports[self._sock_fd] = self
-        if self._server is not None:
-            _server_attach(self._server, self)
-        if self._hold_until is not None:
-            self.hold_reading(self._hold_until)
-            self._hold_until = None
-        self._protocol.connection_made(self)
 
     def _bind_protocol(self, protocol: BaseProtocol) -> None:
         stream = cast("asyncio.Protocol", protocol)
@@ -180,8 +292,14 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
             if self._sock is not None and self._loop._transports.get(self._sock_fd) is self:
                 del self._loop._transports[self._sock_fd]
             server, self._server = self._server, None
-            if server is not None:
+            if server is not None and self._attached:
                 _server_detach(server, self)
+            # Let go of the muxio transport (and a TLS session with its SSLContext): a
+            # protocol that keeps its transport must not keep the connection alive, and
+            # the muxio transport, freed by the cyclic GC only, must not keep the protocol.
+            inner = self._inner
+            self._bind_inner(_Finished(inner))
+            inner.set_protocol(DETACHED)
 
     def pause_writing(self) -> None:
         if self._drain_waiter is not None and not self._protocol_paused:
@@ -212,10 +330,37 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
         self._connected().write(data)
 
     def is_closing(self) -> bool:
-        return self._inner is not None and bool(self._inner.is_closing())
+        if self._inner is None:
+            return self._closed_early
+        return bool(self._inner.is_closing())
 
     def close(self) -> None:
-        self._connected().close()
+        if self._inner is not None:
+            self._inner.close()
+            return
+        self._closed_early = True  # e.g. create_connection cancelled in the TLS handshake
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.close()
+
+    def abort(self) -> None:
+        """Close now, dropping what is buffered. The peer gets a FIN, as from asyncio's
+        abort (muxio's own abort resets the connection)."""
+        target = self._inner if self._inner is not None else self._pending
+        self._pending = None
+        self._closed_early = True
+        if target is not None:
+            target.abort()
+        if self._sock is not None:
+            keep_fin(self._sock)
+
+    def hand_over(self, successor: StreamBridge) -> None:
+        """start_tls: `successor` (over the TLS layer) now owns the connection, so the
+        server's count of it and the fd's entry move there; this bridge hears no more."""
+        successor._server, self._server = self._server, None
+        successor._attached, self._attached = self._attached, False
+        if self._sock is not None and self._loop._transports.get(self._sock_fd) is self:
+            del self._loop._transports[self._sock_fd]
 
     def get_write_buffer_size(self) -> int:
         return 0 if self._inner is None else int(self._inner.get_write_buffer_size())
@@ -316,6 +461,14 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} over {self._inner!r}>"
+
+
+class SslBridge(StreamBridge):
+    """A StreamBridge over muxio's TLS layer (asyncio names these transports SSL ones,
+    and code checks the class name). asyncio's sendfile fallback serves it: the layer
+    encrypts, so os.sendfile cannot."""
+
+    _sendfile_compatible = constants._SendfileMode.FALLBACK
 
 
 class DatagramBridge(aio_transports._FlowControlMixin, aio_transports.DatagramTransport,
@@ -425,3 +578,66 @@ class DatagramBridge(aio_transports._FlowControlMixin, aio_transports.DatagramTr
     def __repr__(self) -> str:
         return f"<{type(self).__name__} over {self._inner!r}>"
 
+
+
+def tls_layer(loop: EventLoop, bridge: SslBridge, context: ssl.SSLContext | None, *,
+              server_side: bool, server_hostname: str | None,
+              waiter: asyncio.Future[Any] | None, handshake_timeout: float | None,
+              shutdown_timeout: float | None, link: InnerLink) -> TlsTransport:
+    """muxio's TLS layer with `bridge` as its handler, for an asyncio protocol, with
+    asyncio's rules: its default timeouts and contexts, and the handshake's outcome given
+    to `waiter` as asyncio gives it: a refused certificate is the ssl.SSLError asyncio
+    raises (muxio's reason added as a note), a handshake over time a
+    ConnectionAbortedError saying so, a peer gone a ConnectionResetError (both also
+    muxio's TlsHandshakeError)."""
+    if not context:  # ssl=True: asyncio's default context, as its SSLProtocol makes it
+        if server_side:
+            raise ValueError("Server side SSL needs a valid SSLContext")
+        context = ssl.create_default_context()
+        if not server_hostname:
+            context.check_hostname = False
+    timeout = handshake_timeout or SSL_HANDSHAKE_TIMEOUT
+    timer: asyncio.TimerHandle | None = None
+
+    def finished(layer: TlsTransport, error: TlsHandshakeError | None) -> None:
+        if timer is not None:
+            timer.cancel()
+        bridge._pending = None  # no cycle bridge <-> layer: the session (and its
+        # SSLContext) goes by reference counting, not at a later GC pass
+        if waiter is None or waiter.done():
+            return
+        if error is None:
+            waiter.set_result(None)
+            return
+        cause = error.__cause__
+        if isinstance(cause, ssl.SSLError):
+            if sys.version_info >= (3, 11):
+                cause.add_note(str(error))
+            waiter.set_exception(cause)
+        else:
+            waiter.set_exception(TlsHandshakeResetError(str(error), reason=error.reason,
+                                                        peer=error.peer))
+
+    def too_slow(layer: TlsTransport) -> None:
+        if waiter is not None and not waiter.done():
+            message = (f"SSL handshake is taking longer than {timeout} seconds: aborting "
+                       f"the connection")
+            waiter.set_exception(TlsHandshakeAbortedError(
+                message, reason=f"not completed within {timeout:g} s (handshake timeout)",
+                peer=bridge.get_extra_info("peername")))
+        bridge.abort()
+
+    layer = TlsTransport(context, loop.muxio_loop, server_side=server_side,
+                         app_protocol=bridge,
+                         server_hostname=server_hostname or None,  # asyncio: "" = none
+                         handshake_timeout=timeout + _HANDSHAKE_BACKSTOP,
+                         close_timeout=shutdown_timeout or SSL_SHUTDOWN_TIMEOUT,
+                         on_handshake=finished, on_lost=link)
+    timer = loop.call_later(timeout, too_slow, layer)
+    bridge._pending = layer
+    return layer
+
+
+_HANDSHAKE_BACKSTOP = 1.0
+"""The layer's own handshake timeout comes this much after ours (asyncio's error and
+message are ours to give)."""

@@ -7,18 +7,23 @@ regular file), so code written for asyncio's loop keeps working unchanged.
 
 from __future__ import annotations
 
-from muxio.errors import BadFdError, FdLimitError, MuxioError, PollerError, UnsupportedFileError
+from muxio.errors import (
+    BadFdError,
+    FdLimitError,
+    PollerError,
+    TlsHandshakeError,
+    UnsupportedFileError,
+)
 
 
-class TlsUnavailableError(MuxioError, NotImplementedError):
-    """TLS (`ssl=`, `start_tls`) on muxio.aio needs muxio's TLS transport layer
-    (muxio/transports/tls.py), which this version of muxio does not have yet."""
+class TlsHandshakeAbortedError(TlsHandshakeError, ConnectionAbortedError):
+    """The TLS handshake did not finish within ssl_handshake_timeout (asyncio raises
+    ConnectionAbortedError there)."""
 
 
-TLS_MISSING = (
-    "TLS on muxio.aio needs muxio's TLS transport (muxio/transports/tls.py, a layer over "
-    "any stream transport), which this muxio does not have yet; until it lands, run TLS "
-    "connections on asyncio's own loop or uvloop")
+class TlsHandshakeResetError(TlsHandshakeError, ConnectionResetError):
+    """The peer closed or reset the connection during the TLS handshake (asyncio raises
+    ConnectionResetError there)."""
 
 
 class InvalidFdError(BadFdError, ValueError):

@@ -34,8 +34,10 @@ selectors, plug-ins; chosen with the usual precedence, see muxio.config):
   Where pidfds are unavailable, asyncio's child watcher does it.
 - Signals, pipes, UNIX sockets, sock_* and server accept loops are asyncio's unix_events
   and selector_events code, running on the fd API above.
-- TLS (`ssl=`, `start_tls`) raises TlsUnavailableError until muxio's TLS transport
-  exists, before any socket is created.
+- TLS (`ssl=`, `start_tls`) is muxio's TLS layer (muxio/transports/tls) between the
+  muxio transport and the bridge: same handshake and error rules as asyncio's (the
+  handshake ends before the protocol's connection_made, a refused certificate raises
+  the `ssl.SSLError` asyncio raises), and the same layer offers TLS over KCP.
 
 The EventLoop owns its muxio Loop (`muxio_loop`): closing one closes the other. Hand
 `muxio_loop` to muxio APIs (transports, the resolver) to use them from asyncio code;
@@ -53,13 +55,14 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import weakref
 from asyncio import base_events, events, exceptions, format_helpers, futures, unix_events
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from muxio.aio.bridges import DatagramBridge, StreamBridge
-from muxio.aio.errors import TLS_MISSING, TlsUnavailableError, as_asyncio_error
+from muxio.aio.bridges import DatagramBridge, InnerLink, SslBridge, StreamBridge, tls_layer
+from muxio.aio.errors import as_asyncio_error
 from muxio.aio.handles import IoHandle, LevelTriggeredHandle, ReadinessProbe
 from muxio.errors import BadFdError, PollerError
 from muxio.loop import Loop
@@ -128,11 +131,6 @@ def _set_nodelay(sock: socket.socket) -> None:
     if (sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
             and sock.proto in (0, socket.IPPROTO_TCP)):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _refuse_tls(ssl: object) -> None:
-    if ssl:
-        raise TlsUnavailableError(TLS_MISSING)
 
 
 class _FdTable:
@@ -474,8 +472,32 @@ class EventLoop(asyncio.SelectorEventLoop):
                            waiter, None)
         return bridge
 
-    def _make_ssl_transport(self, *args: Any, **kwargs: Any) -> Any:
-        raise TlsUnavailableError(TLS_MISSING)
+    def _make_ssl_transport(self, rawsock: socket.socket, protocol: asyncio.BaseProtocol,
+                            sslcontext: ssl.SSLContext | None,
+                            waiter: asyncio.Future[Any] | None = None, *,
+                            server_side: bool = False, server_hostname: str | None = None,
+                            extra: dict[str, Any] | None = None,
+                            server: asyncio.Server | None = None,
+                            ssl_handshake_timeout: float | None = None,
+                            ssl_shutdown_timeout: float | None = None,
+                            call_connection_made: bool = True) -> SslBridge:
+        """TCP, then muxio's TLS layer, then the bridge: the asyncio protocol hears of the
+        connection once the handshake is done, and `waiter` says how it went."""
+        _set_nodelay(rawsock)
+        # No hold on reading (unlike plain TCP): asyncio's SSL transport, too, delivers
+        # the records that came with the handshake right after connection_made.
+        bridge = SslBridge(self, protocol, sock=rawsock, extra=extra, server=server)
+        link = InnerLink()
+        layer = tls_layer(self, bridge, sslcontext, server_side=server_side,
+                          server_hostname=server_hostname, waiter=waiter,
+                          handshake_timeout=ssl_handshake_timeout,
+                          shutdown_timeout=ssl_shutdown_timeout, link=link)
+        try:
+            link.inner = TcpTransport(self._muxio, rawsock, layer)
+        except PollerError as exc:
+            rawsock.close()
+            raise as_asyncio_error(exc) from exc
+        return bridge
 
     async def _sendfile_native(self, transp: Any, file: Any, offset: int,
                                count: int | None) -> int:
@@ -499,32 +521,41 @@ class EventLoop(asyncio.SelectorEventLoop):
             if not transp.is_closing():
                 self._transports[fd] = transp
 
-    # -- TLS: refused until muxio has its TLS transport -----------------------------------
+    # -- TLS: muxio's layer between the muxio transport and the bridge ------------------
 
     async def start_tls(self, transport: asyncio.BaseTransport,
-                        protocol: asyncio.BaseProtocol, sslcontext: Any,
-                        **kwargs: Any) -> asyncio.Transport:
-        raise TlsUnavailableError(TLS_MISSING)
-
-    async def create_connection(self, *args: Any, **kwargs: Any) -> Any:
-        _refuse_tls(kwargs.get("ssl"))
-        return await super().create_connection(*args, **kwargs)
-
-    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
-        _refuse_tls(kwargs.get("ssl"))
-        return await super().create_server(*args, **kwargs)
-
-    async def create_unix_connection(self, *args: Any, **kwargs: Any) -> Any:
-        _refuse_tls(kwargs.get("ssl"))
-        return await super().create_unix_connection(*args, **kwargs)
-
-    async def create_unix_server(self, *args: Any, **kwargs: Any) -> Any:
-        _refuse_tls(kwargs.get("ssl"))
-        return await super().create_unix_server(*args, **kwargs)
-
-    async def connect_accepted_socket(self, *args: Any, **kwargs: Any) -> Any:
-        _refuse_tls(kwargs.get("ssl"))
-        return await super().connect_accepted_socket(*args, **kwargs)
+                        protocol: asyncio.BaseProtocol, sslcontext: ssl.SSLContext, *,
+                        server_side: bool = False, server_hostname: str | None = None,
+                        ssl_handshake_timeout: float | None = None,
+                        ssl_shutdown_timeout: float | None = None) -> asyncio.Transport:
+        """Upgrade a connection to TLS, as asyncio's start_tls: the TLS layer becomes the
+        muxio transport's protocol, the handshake runs, and the new transport is
+        returned; `protocol` keeps its state (its connection_made is not called again)."""
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, "
+                            f"got {sslcontext!r}")
+        if not isinstance(transport, StreamBridge) or not transport._start_tls_compatible:
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        inner = transport.muxio_transport
+        waiter = self.create_future()
+        upgraded = SslBridge(self, protocol, sock=transport._sock, announce=False)
+        link = InnerLink()
+        layer = tls_layer(self, upgraded, sslcontext, server_side=server_side,
+                          server_hostname=server_hostname, waiter=waiter,
+                          handshake_timeout=ssl_handshake_timeout,
+                          shutdown_timeout=ssl_shutdown_timeout, link=link)
+        transport.hand_over(upgraded)
+        inner.set_protocol(layer)
+        link.inner = inner
+        layer.connection_made(inner)  # a client sends its ClientHello now
+        if not inner.is_reading():
+            inner.resume_reading()
+        try:
+            await waiter
+        except BaseException:
+            upgraded.close()
+            raise
+        return upgraded
 
     # -- child processes: a pidfd on the loop ----------------------------------------------
 

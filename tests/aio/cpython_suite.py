@@ -48,11 +48,27 @@ MIXIN_MODULES = ("test_events", "test_sock_lowlevel", "test_sendfile", "test_sub
 POLICY_MODULES = ("test_streams", "test_server", "test_tasks", "test_taskgroups",
                   "test_timeouts", "test_queues", "test_locks")
 EXTRA_MODULES = ("test_buffered_proto", "test_waitfor", "test_threads", "test_context",
-                 "test_futures2")
+                 "test_futures2", "test_ssl", "test_sslproto")
 """Beyond the issue's list: more policy-driven modules that create real loops
 (test_runners and test_pep492 only ever build mocked asyncio.BaseEventLoops)."""
 MODULES = MIXIN_MODULES + POLICY_MODULES + EXTRA_MODULES
 BASELINE = "asyncio"
+
+NOT_RUN: dict[str, dict[str, str]] = {
+    "test_ssl": {
+        "test_flush_before_shutdown": (
+            "drives asyncio's private SSLProtocol (transport._ssl_protocol.pause_writing) "
+            "directly; muxio.aio's TLS transport is muxio's layer, which has no such object "
+            "(the behaviour it checks, writes flushed before close_notify, holds: the layer "
+            "hands every record to TCP at once)"),
+        "test_remote_shutdown_receives_trailing_data": (
+            "fills asyncio's private SSL write backlog "
+            "(transport._test__append_write_backlog), which muxio's TLS layer does not have"),
+    },
+}
+"""{module: {test method: why}}: tests of asyncio's private objects, which muxio.aio does
+not have. They are skipped on muxio.aio with the reason (run, they fail at once and then
+wait ~30 s for their server thread's socket timeout); the baseline runs them."""
 
 
 class LoopCounter:
@@ -205,12 +221,20 @@ class Recorder(unittest.TextTestResult):
         self._record(test, "unexpected success")
 
 
+def skipped(test: unittest.TestCase, reason: str) -> unittest.TestCase:
+    """`test`, reported as skipped with `reason` instead of run."""
+    method = getattr(test, test._testMethodName)
+    setattr(test, test._testMethodName, unittest.skip(reason)(method))
+    return test
+
+
 def run(module_name: str, backend: str, test_timeout: float,
         only: list[str] | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     if backend != BASELINE:
         LoopCounter.install()
     module = importlib.import_module(f"test.test_asyncio.{module_name}")
     builder = mixin_classes if module_name in MIXIN_MODULES else policy_classes
+    not_run = {} if backend == BASELINE else NOT_RUN.get(module_name, {})
     suite = unittest.TestSuite()
     loader = unittest.TestLoader()
     index, count = shard
@@ -219,7 +243,8 @@ def run(module_name: str, backend: str, test_timeout: float,
              if not only or any(part in test.id() for part in only)]
     for position, test in enumerate(sorted(tests, key=lambda test: test.id())):
         if position % count == index:
-            suite.addTest(test)
+            reason = not_run.get(test.id().rsplit(".", 1)[-1])
+            suite.addTest(test if reason is None else skipped(test, reason))
     stream = io.StringIO()
     result = Recorder(stream, True, 0, test_timeout)
     started = time.monotonic()
