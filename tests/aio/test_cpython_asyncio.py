@@ -3,11 +3,12 @@
 Each (module, backend) pair runs in its own process (tests/aio/cpython_suite.py: the
 mixins subclassed with our loop factory, or muxio's policy installed), so the pairs spread
 over xdist workers and a crash or hang names its test. A pair passes when every failure
-is a documented, deliberate difference:
-- TLS: muxio.aio raises TlsUnavailableError for `ssl=` and `start_tls` until muxio's TLS
-  transport (muxio/transports/tls.py) lands; every test needing TLS fails with it;
-- KNOWN_DIFFERENCES below, per module and backend, each with its reason (today one test,
-  on the uring backend; everything else that passes on asyncio's own loop passes on ours).
+is a documented, deliberate difference, listed in KNOWN_DIFFERENCES below per module and
+backend with its reason (today one test, on the uring backend; everything else that
+passes on asyncio's own loop passes on ours).
+Two tests of test_ssl drive asyncio's private SSLProtocol object, which muxio.aio's TLS
+(muxio's layer) does not have: the runner skips them with that reason
+(cpython_suite.NOT_RUN).
 A test that fails only once, and passes when rerun alone, is reported as flaky (the host
 is shared) but does not fail the pair. A known difference that starts passing fails the
 pair, so the list stays true.
@@ -15,7 +16,11 @@ pair, so the list stays true.
 What runs by default (CI): every module on the edge-triggered backend (the one most
 unlike asyncio's selectors), and the modules that exercise the loop's I/O (events,
 sockets, sendfile, streams, servers, buffered protocols) on every other backend; the
-scheduling modules (tasks, locks, queues...) run the same code on every backend.
+scheduling modules (tasks, locks, queues...) run the same code on every backend. test_ssl
+(~15 s a backend, mostly its own sleeps) and test_sslproto run on the edge-triggered
+backend only: TLS is muxio's layer above the TCP transport, whose backend-specific part
+the I/O modules cover (their TLS tests included), and tests/aio/test_tls_asyncio.py runs
+TLS through muxio.aio on every backend.
 `MUXIO_CPYTHON_SUITE=full` runs every module on every backend (test_tasks alone takes
 ~40 s per backend, and 660 of its ~910 tests use asyncio's fake TestLoop, not ours).
 """
@@ -41,7 +46,7 @@ IO_MODULES = ("test_events", "test_sock_lowlevel", "test_sendfile", "test_stream
 inside test_events, subprocesses, pipes and signals)."""
 ALL_MODULES = (*IO_MODULES, "test_subprocess", "test_tasks", "test_taskgroups",
                "test_timeouts", "test_queues", "test_locks", "test_waitfor", "test_threads",
-               "test_context", "test_futures2")
+               "test_context", "test_futures2", "test_ssl", "test_sslproto")
 """Not here: test_runners and test_pep492 build asyncio.BaseEventLoop with mocks of their
 own, whatever the policy, so they never meet muxio.aio (tests/aio/test_loop_surface.py
 checks asyncio.Runner and asyncio.run on it)."""
@@ -61,9 +66,8 @@ KNOWN_DIFFERENCES: dict[tuple[str, str], dict[str, str]] = {
             "belongs in muxio/pollers/uring_poller.py: submit POLL_REMOVEs at once."),
     },
 }
-"""{(module, backend): {test method: why it fails there}}: differences besides TLS, each
-with its reason; a test listed here that passes fails the run (remove it then)."""
-TLS_MARK = "TlsUnavailableError"
+"""{(module, backend): {test method: why it fails there}}: each with its reason; a test
+listed here that passes fails the run (remove it then)."""
 
 
 def pairs() -> list[Any]:
@@ -126,7 +130,7 @@ def test_cpython_asyncio_module(module: str, on_backend: str, shard: str,
     assert report["ran_on_muxio"] > 0, "no test of this module used muxio.aio's loop"
     known = KNOWN_DIFFERENCES.get((module, backend), {})
     unexpected = {test: problem for test, problem in report["problems"].items()
-                  if TLS_MARK not in problem["detail"] and method_of(test) not in known}
+                  if method_of(test) not in known}
     if unexpected:  # rerun alone: a shared host makes timing-based tests flake
         rerun = run_suite(module, backend, tmp_path, only=[test.split(".", 3)[-1]
                                                            for test in unexpected])

@@ -621,38 +621,6 @@ def test_sendfile_on_a_transport_and_a_socket(backend: str) -> None:
     assert run(backend, main()) == [payload, before + payload[:half] + b"|after"]
 
 
-# -- TLS waits for muxio's TLS transport -------------------------------------------------
-
-
-def test_tls_raises_a_clear_not_implemented_error_before_opening_anything(
-        backend: str) -> None:
-    import ssl
-
-    context = ssl.create_default_context()
-
-    async def main() -> list[str]:
-        loop = asyncio.get_running_loop()
-        messages = []
-        for attempt in (
-                loop.create_connection(asyncio.Protocol, "127.0.0.1", 9, ssl=context),
-                loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=context),
-                asyncio.open_connection("127.0.0.1", 9, ssl=context)):
-            with pytest.raises(NotImplementedError) as caught:
-                await attempt
-            assert isinstance(caught.value, muxio.aio.TlsUnavailableError)
-            messages.append(str(caught.value))
-        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
-        _reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
-        with pytest.raises(muxio.aio.TlsUnavailableError):
-            await writer.start_tls(context)
-        writer.close()
-        await close_server(server)
-        return messages
-
-    for message in run(backend, main()):
-        assert "muxio/transports/tls.py" in message
-
-
 # -- muxio Futures are awaitable ----------------------------------------------------------
 
 
