@@ -120,3 +120,51 @@ def test_aiohttp_server_and_client(backend: str, payload: list[bytes]) -> None:
             await runner.cleanup()
 
     run(backend, main())
+
+
+def test_aiohttp_over_https(backend: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """aiohttp's server with an ssl_context and its client with ssl=: HTTPS through
+    muxio.aio's TLS (muxio's layer), two requests on one kept-alive TLS connection."""
+    require_module("aiohttp", "aiohttp")
+    require_module("trustme", "trustme")
+    import ssl
+
+    from aiohttp import ClientSession, TCPConnector, web
+
+    from tests.tls.harness import make_pki
+
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(pki.server_cert, pki.server_key)
+    client_context = ssl.create_default_context(cafile=str(pki.ca))
+    peers: set[Any] = set()
+
+    async def hello(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        cipher = request.transport.get_extra_info("cipher")
+        return web.Response(text=f"Hello over {cipher[1]}")
+
+    async def main() -> list[str]:
+        app = web.Application()
+        app.router.add_get("/", hello)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
+        await site.start()
+        port = runner.addresses[0][1]
+        texts = []
+        try:
+            connector = TCPConnector(ssl=client_context, limit=1)
+            async with ClientSession(connector=connector) as session:
+                for _ in range(2):
+                    async with session.get(f"https://localhost:{port}/") as response:
+                        assert response.status == 200
+                        texts.append(await response.text())
+        finally:
+            await runner.cleanup()
+        return texts
+
+    texts = run(backend, main())
+    assert len(texts) == 2 and all(text.startswith("Hello over TLSv1.") for text in texts)
+    assert len(peers) == 1  # both requests on one kept-alive TLS connection
