@@ -30,6 +30,14 @@ asyncio's loop. Differences from asyncio's selector transports, on purpose:
   per transport (asyncio runs them through a Handle and its `contextvars` context);
 - an `asyncio.BufferedProtocol` gets its bytes copied into `get_buffer()` buffers by the
   bridge (asyncio's loop reads into them directly).
+
+TLS: an SslBridge is the handler of muxio's TLS layer (`tls_layer`), which is the
+protocol of the muxio transport; until the handshake is done the bridge has no muxio
+side yet (`_pending` is the layer, so close/abort still reach it). start_tls moves a
+connection from its plain bridge to a new SslBridge (`hand_over`). When a connection is
+lost, the bridge lets go of the muxio side (and a TLS session with its SSLContext) and
+answers from a `_Finished` copy of its extra info: asyncio code keeps transports around,
+and must not keep sessions alive that way.
 """
 
 from __future__ import annotations

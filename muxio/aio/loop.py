@@ -35,9 +35,11 @@ selectors, plug-ins; chosen with the usual precedence, see muxio.config):
 - Signals, pipes, UNIX sockets, sock_* and server accept loops are asyncio's unix_events
   and selector_events code, running on the fd API above.
 - TLS (`ssl=`, `start_tls`) is muxio's TLS layer (muxio/transports/tls) between the
-  muxio transport and the bridge: same handshake and error rules as asyncio's (the
-  handshake ends before the protocol's connection_made, a refused certificate raises
-  the `ssl.SSLError` asyncio raises), and the same layer offers TLS over KCP.
+  muxio transport and the bridge (an SslBridge): asyncio's handshake and error rules
+  (the handshake ends before the protocol's connection_made; a refused certificate
+  raises the `ssl.SSLError` asyncio raises, a handshake over `ssl_handshake_timeout`
+  ConnectionAbortedError, a peer gone ConnectionResetError; see bridges.tls_layer).
+  start_tls takes any muxio stream connection, KCP ones too.
 
 The EventLoop owns its muxio Loop (`muxio_loop`): closing one closes the other. Hand
 `muxio_loop` to muxio APIs (transports, the resolver) to use them from asyncio code;
