@@ -19,10 +19,12 @@ FactoryBuilder = Callable[[Scheduler], ProtocolFactory]
 
 
 async def _serve(build: FactoryBuilder, host: str, port: int, ready: Callable[[str], None], *,
-                 tls: ssl.SSLContext | None, handshake_timeout: float | None) -> None:
+                 tls: ssl.SSLContext | None, handshake_timeout: float | None,
+                 backlog: int) -> None:
     loop = asyncio.get_running_loop()
     factory: Any = build(loop)
     server = await loop.create_server(factory, host, port, reuse_address=True, ssl=tls,
+                                      backlog=backlog,
                                       ssl_handshake_timeout=handshake_timeout if tls else None)
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -37,10 +39,12 @@ async def _serve(build: FactoryBuilder, host: str, port: int, ready: Callable[[s
 
 def run(build: FactoryBuilder, host: str, port: int, ready: Callable[[str], None],
         *, use_uvloop: bool = False, tls: ssl.SSLContext | None = None,
-        handshake_timeout: float | None = None) -> None:
+        handshake_timeout: float | None = None, backlog: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM on asyncio's default loop, or on uvloop; over the loop's
-    own TLS when `tls` is given (the peer column of `muxio bench ... --tls`)."""
-    serving = _serve(build, host, port, ready, tls=tls, handshake_timeout=handshake_timeout)
+    own TLS when `tls` is given (the peer column of `muxio bench ... --tls`). `backlog`
+    defaults to asyncio's own (100)."""
+    serving = _serve(build, host, port, ready, tls=tls, handshake_timeout=handshake_timeout,
+                     backlog=100 if backlog is None else backlog)
     if use_uvloop:
         import uvloop
 

@@ -29,6 +29,14 @@ class MissingFeatureError(BackendUnavailableError):
     """The chosen backend lacks a feature the caller asked for (e.g. edge triggering)."""
 
 
+class UnknownTransportError(ConfigError):
+    """A transport name that the stream transport registry does not list."""
+
+
+class TransportOptionError(ConfigError):
+    """An option the chosen transport does not take (e.g. `backlog` on KCP)."""
+
+
 # -- pollers -------------------------------------------------------------------------------
 
 

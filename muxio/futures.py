@@ -55,12 +55,16 @@ class Future(Generic[T]):
         self._callbacks: list[Callable[[Future[T]], object]] = []
 
     def done(self) -> bool:
+        """True once it has a result, an exception, or was cancelled."""
         return self._state != "pending"
 
     def cancelled(self) -> bool:
+        """True if `cancel()` got to it first."""
         return self._state == "cancelled"
 
     def result(self) -> T:
+        """The result; raises the exception instead if it failed, CancelledError if it was
+        cancelled, InvalidStateError while pending."""
         if self._state == "cancelled":
             raise CancelledError("the future was cancelled")
         if self._state == "pending":
@@ -70,6 +74,7 @@ class Future(Generic[T]):
         return self._result  # type: ignore[return-value]
 
     def exception(self) -> BaseException | None:
+        """The exception it failed with, or None if it has a result."""
         if self._state == "pending":
             raise InvalidStateError("the future is still pending")
         if self._state == "cancelled":
@@ -77,16 +82,19 @@ class Future(Generic[T]):
         return self._exception
 
     def set_result(self, result: T) -> None:
+        """Complete it with `result` (once); the done-callbacks are scheduled."""
         self._finish("done")
         self._result = result
         self._schedule_callbacks()
 
     def set_exception(self, exception: BaseException) -> None:
+        """Complete it with `exception` (once); the done-callbacks are scheduled."""
         self._finish("done")
         self._exception = exception
         self._schedule_callbacks()
 
     def cancel(self) -> bool:
+        """Cancel it if still pending (True), else do nothing (False)."""
         if self._state != "pending":
             return False
         self._state = "cancelled"

@@ -51,7 +51,17 @@ from muxio.errors import (
     LoopTimeoutError,
 )
 from muxio.futures import Future
-from muxio.pollers.base import ERROR, HUP, READ, WRITE, FileLike, Poller, PollerStatistics, fd_of
+from muxio.pollers.base import (
+    ERROR,
+    HUP,
+    RDHUP,
+    READ,
+    WRITE,
+    FileLike,
+    Poller,
+    PollerStatistics,
+    fd_of,
+)
 from muxio.pollers.registry import BackendSpec, Features, default_registry
 
 log = logging.getLogger("muxio.loop")
@@ -60,7 +70,7 @@ T = TypeVar("T")
 Callback = Callable[..., object]
 ExceptionHandler = Callable[["Loop", dict[str, Any]], None]
 
-_READ_LIKE = READ | ERROR | HUP
+_READ_LIKE = READ | ERROR | HUP | RDHUP
 _WRITE_LIKE = WRITE | ERROR | HUP
 _MIN_CANCELLED_TIMERS_TO_PURGE = 100
 
@@ -297,7 +307,7 @@ class Loop:
         self._previous_signal_handlers: dict[int, Any] = {}
         self.current_events = 0
         """Event flags of the fd whose reader/writer the loop is calling for a poll result
-        (edge-triggered readers use HUP to know whether the peer's EOF is queued); 0 at
+        (edge-triggered readers use HUP/RDHUP to know whether the peer's EOF is queued); 0 at
         any other time, e.g. in call_soon callbacks, so a read continued from the ready
         queue never sees another fd's flags."""
         self._waker = _ThreadWaker()

@@ -1,4 +1,6 @@
-"""Shared test setup: the backend x transport matrix, fd-leak checks, tool requirements."""
+"""Shared test setup: the backend x transport matrix comes from muxio's own pytest plugin
+(`muxio.testing.plugin`, the one users get; `muxio_matrix = true` in pyproject.toml turns
+it on for every test here), plus the poller-level matrix, fd-leak checks per module."""
 
 from __future__ import annotations
 
@@ -7,28 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from muxio.testing.matrix import (
-    matrix_backends,
-    poller_backends,
-    stream_transports,
-    unavailable_backends,
-)
+from muxio.testing.matrix import poller_backends
 
-
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines = [f"muxio matrix backends: {', '.join(matrix_backends())}"]
-    for name, reason in unavailable_backends().items():
-        lines.append(f"backend {name} not tested here: {reason}")
-    return lines
+# Loaded by its pytest11 entry point when muxio is installed; named here as well so that
+# the suite runs the same with plugin autoloading off.
+pytest_plugins = ["muxio.testing.plugin"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "poller_backend" in metafunc.fixturenames:
         metafunc.parametrize("poller_backend", poller_backends())
-    if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", matrix_backends())
-    if "transport" in metafunc.fixturenames:
-        metafunc.parametrize("transport", stream_transports())
 
 
 def open_fds() -> set[int]:

@@ -14,7 +14,9 @@ FLOORS = {
     "errors": 0, "futures": 0, "protocols": 0,
     "config": 0,  # given the backend registry to validate names against, imports none
     "pollers": 1, "loop": 2, "transports": 3, "handlers": 4, "aio": 4,
-    "testing": 5, "cli": 5, "bench": 5, "__main__": 5, "__init__": 0,
+    "api": 4,  # the top-level API: serve/connect over the transport registry
+    "testing": 5, "cli": 5, "bench": 5, "__main__": 5,
+    "__init__": 5,  # re-exports the API (lazily: `import muxio.protocols` stays cheap)
 }
 HANDLER_ALLOWED = {"muxio.protocols", "muxio.futures", "muxio.errors", "muxio.handlers"}
 

@@ -51,9 +51,10 @@ from asyncio import transports as aio_transports
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from muxio import protocols
 from muxio.aio.errors import TlsHandshakeAbortedError, TlsHandshakeResetError
 from muxio.errors import TlsHandshakeError
+from muxio.protocols import DatagramProtocol as MuxioDatagramProtocol
+from muxio.protocols import Protocol as MuxioProtocol
 from muxio.transports.flow import water_marks
 from muxio.transports.tls import TlsTransport
 
@@ -95,7 +96,7 @@ def keep_fin(sock: socket.socket) -> None:
 _LINGER_OFF = struct.pack("ii", 0, 0)
 
 
-DETACHED = protocols.Protocol()
+DETACHED = MuxioProtocol()
 """The protocol a lost muxio transport is left with: it hears nothing more anyway."""
 
 
@@ -198,7 +199,7 @@ def socket_extra(sock: socket.socket, extra: dict[str, Any]) -> None:
 
 
 class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
-                   protocols.Protocol):
+                   MuxioProtocol):
     """An asyncio stream transport over a muxio stream transport (TCP, UNIX, KCP)."""
 
     _start_tls_compatible = True
@@ -480,7 +481,7 @@ class SslBridge(StreamBridge):
 
 
 class DatagramBridge(aio_transports._FlowControlMixin, aio_transports.DatagramTransport,
-                     protocols.DatagramProtocol):
+                     MuxioDatagramProtocol):
     """An asyncio datagram transport over muxio's UdpTransport."""
 
     _protocol: asyncio.DatagramProtocol

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from muxio.errors import MuxioError
 
@@ -37,6 +37,10 @@ class Target:
     name: str
     argv: tuple[str, ...]
     kind: str  # "muxio" or "peer"
+    host: str = ""
+    """The loop underneath ('muxio/epoll', 'asyncio'...): a target and its baseline share it."""
+    baseline: bool = False
+    """Hosts the minimal protocol instead of the handler (`--protocol minimal`)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class TargetResult:
     target: str
     kind: str
     samples: list[Sample] = field(default_factory=list)
+    host: str = ""
+    baseline: bool = False
 
     def median(self, attribute: str) -> float:
         return float(statistics.median(getattr(sample, attribute) for sample in self.samples))
@@ -82,15 +88,38 @@ class TargetResult:
         return min(values), max(values)
 
 
-def muxio_target(backend: str, service: str, extra: Sequence[str] = ()) -> Target:
-    return Target(f"muxio/{backend}", (sys.executable, "-m", "muxio", "serve", service,
-                                       "--host", "127.0.0.1", "--backend", backend, *extra),
-                  "muxio")
+BASELINE_SUFFIX = " (minimal)"
+"""Appended to a host's name for the column that hosts the minimal protocol."""
 
 
-def peer_target(loop: str, service: str, extra: Sequence[str] = ()) -> Target:
-    return Target(loop, (sys.executable, "-m", "adapters", "--loop", loop, "--service",
-                         service, "--host", "127.0.0.1", *extra), "peer")
+def muxio_target(backend: str, service: str, extra: Sequence[str] = (), *,
+                 baseline: bool = False) -> Target:
+    """`baseline`: the service's minimal protocol (`--protocol minimal`) on this backend."""
+    host = f"muxio/{backend}"
+    flags = ("--protocol", "minimal") if baseline else ()
+    return Target(host + (BASELINE_SUFFIX if baseline else ""),
+                  (sys.executable, "-m", "muxio", "serve", service, "--host", "127.0.0.1",
+                   "--backend", backend, *extra, *flags), "muxio", host, baseline)
+
+
+def peer_target(loop: str, service: str, extra: Sequence[str] = (), *,
+                baseline: bool = False) -> Target:
+    flags = ("--protocol", "minimal") if baseline else ()
+    return Target(loop + (BASELINE_SUFFIX if baseline else ""),
+                  (sys.executable, "-m", "adapters", "--loop", loop, "--service", service,
+                   "--host", "127.0.0.1", *extra, *flags), "peer", loop, baseline)
+
+
+def handler_cost(results: Sequence[TargetResult], result: TargetResult) -> float | None:
+    """Server CPU µs per operation that `result`'s handler adds over the minimal protocol
+    on the same host in the same run (medians); None without such a baseline."""
+    if result.baseline:
+        return None
+    for other in results:
+        if other.baseline and other.host == result.host:
+            return (result.median("server_cpu_us_per_op")
+                    - other.median("server_cpu_us_per_op"))
+    return None
 
 
 def aio_target(loop: str, app: str, backend: str | None = None) -> Target:
@@ -198,7 +227,8 @@ def run_comparison(workload: Workload, targets: Sequence[Target], *, rounds: int
     """Start every target once, then run `rounds` interleaved load runs against each."""
     server_cpus, load_cpus = cpu_sets()
     servers: list[ServerProcess] = []
-    results = [TargetResult(target.name, target.kind) for target in targets]
+    results = [TargetResult(target.name, target.kind, host=target.host or target.name,
+                            baseline=target.baseline) for target in targets]
     try:
         for target in targets:
             servers.append(ServerProcess(target, free_port(), server_cpus))
@@ -229,7 +259,9 @@ def to_json(workload: Workload, results: Sequence[TargetResult], reference: str,
     return json.dumps({
         "workload": workload.name, "unit": workload.unit, "reference": reference,
         "meta": meta,
-        "results": [{"target": r.target, "kind": r.kind,
+        "results": [{"target": r.target, "kind": r.kind, "host": r.host,
+                     "baseline": r.baseline,
+                     "handler_us_per_op": handler_cost(results, r),
                      "median_ops_per_second": r.median("ops_per_second"),
                      "median_server_cpu_us_per_op": r.median("server_cpu_us_per_op"),
                      "median_server_user_us_per_op": r.median("server_user_us_per_op"),
@@ -238,21 +270,31 @@ def to_json(workload: Workload, results: Sequence[TargetResult], reference: str,
     }, indent=2)
 
 
-def plot(workload: Workload, results: Sequence[TargetResult], path: Path) -> None:
+def plot(workload: Workload, results: Sequence[TargetResult], path: Path | BinaryIO) -> None:
+    """Two bar charts side by side: rate (higher is better) and server CPU per operation
+    (lower is better); muxio's backends in blue, the peers in grey. PNG to `path`."""
+    plot_named(workload.name, workload.unit, results, path)
+
+
+def plot_named(name: str, unit: str, results: Sequence[TargetResult],
+               path: Path | BinaryIO) -> None:
+    """`plot` for a workload known by its name and unit (e.g. read back from JSON)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [r.target for r in results]
-    colors = ["tab:blue" if r.kind == "muxio" else "tab:gray" for r in results]
+    palette = {("muxio", False): "tab:blue", ("muxio", True): "lightsteelblue",
+               ("peer", False): "tab:gray", ("peer", True): "lightgray"}
+    colors = [palette[(r.kind, r.baseline)] for r in results]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     left.bar(names, [r.median("ops_per_second") for r in results], color=colors)
-    left.set_title(f"{workload.name}: {workload.unit}/s (higher is better)")
+    left.set_title(f"{name}: {unit}/s (higher is better)")
     right.bar(names, [r.median("server_cpu_us_per_op") for r in results], color=colors)
-    right.set_title(f"server CPU µs per {workload.unit} (lower is better)")
+    right.set_title(f"server CPU µs per {unit} (lower is better)")
     for axis in (left, right):
         axis.tick_params(axis="x", rotation=35)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
     plt.close(figure)

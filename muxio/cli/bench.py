@@ -5,12 +5,14 @@
     muxio bench http-close --tls        # a full TLS handshake per request
     muxio bench aio-http --backends epoll,epoll-et   # an aiohttp app on asyncio, uvloop and
                                                      # muxio.aio per backend (aio-echo: streams)
+    muxio bench models --out bench-models     # threads vs event loops, 50..10 000 conns
+    muxio bench http --protocol minimal # + each host with a bare httptools protocol:
+                                        #   the handler's own µs per request, per host
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from muxio.bench.host import host_facts
 from muxio.bench.runner import (
+    Target,
     TargetResult,
     Workload,
+    handler_cost,
     muxio_target,
     peer_target,
     plot,
@@ -30,10 +35,13 @@ from muxio.bench.runner import (
 )
 from muxio.bench.tls_certs import ThrowawayPki
 from muxio.bench.workloads import TLS_WORKLOADS, WORKLOADS, cpu_count, with_tls
+from muxio.cli import bench_kcp, bench_models
 from muxio.errors import ConfigError, MuxioError
 from muxio.pollers.registry import default_registry
 
 PEERS = ("asyncio", "uvloop", "twisted")
+MINIMAL_WORKLOADS = ("http", "http-close")
+"""Workloads whose service has a minimal protocol to compare the handler with."""
 TLS_PEERS = ("asyncio", "uvloop")
 """Peers that bring their own TLS (Twisted's needs pyOpenSSL)."""
 
@@ -41,26 +49,39 @@ TLS_PEERS = ("asyncio", "uvloop")
 def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
-    bench.add_argument("workload", choices=sorted(WORKLOADS))
+    bench.add_argument("workload", choices=sorted([*WORKLOADS, *bench_kcp.WORKLOAD_NAMES,
+                                                 *bench_models.WORKLOAD_NAMES]))
     bench.add_argument("--backends", default=",".join(default_registry().matrix_names()),
                        help="muxio backends to run (default: every one available here)")
     bench.add_argument("--peers", default=None,
                        help="peer loops hosting the same handler (default: asyncio, uvloop, "
-                            "twisted; with --tls: asyncio, uvloop; the aio-* workloads run "
-                            "asyncio apps on asyncio, uvloop and muxio.aio)")
+                            "twisted; with --tls: asyncio, uvloop; for models: asyncio, "
+                            "uvloop, threads; the aio-* workloads run asyncio apps on "
+                            "asyncio, uvloop and muxio.aio)")
     bench.add_argument("--tls", action="store_true",
                        help=f"over TLS ({', '.join(TLS_WORKLOADS)}): muxio's TLS layer "
                             f"against the peers' own TLS, with a throwaway certificate")
+    bench.add_argument("--protocol", choices=("full", "minimal"), default="full",
+                       help="full: the handler on each host (default); minimal: beside it, "
+                            "the same host serving a fixed 200 from a bare httptools "
+                            "protocol, so the handler's own server CPU µs per request is a "
+                            f"column (workloads: {', '.join(MINIMAL_WORKLOADS)})")
     bench.add_argument("--reference", default="asyncio",
                        help="the column ratios are computed against (default: asyncio)")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     bench.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     bench.add_argument("--json", type=Path, default=None, help="write all samples here")
     bench.add_argument("--plot", type=Path, default=None, help="write a PNG chart here")
+    bench_kcp.add_arguments(bench)
+    bench_models.add_arguments(bench)
     bench.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workload in bench_kcp.WORKLOAD_NAMES:
+        return bench_kcp.run(args)
+    if args.workload in bench_models.WORKLOAD_NAMES:
+        return bench_models.run(args)
     if not args.tls:
         return _run(args, WORKLOADS[args.workload], PEERS)
     if args.workload not in TLS_WORKLOADS:
@@ -86,16 +107,24 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
         for_what = " with --tls" if args.tls else f" for {workload.name}" if workload.peers else ""
         raise ConfigError(f"--peers {unknown} unknown{for_what}; "
                           f"choose from {', '.join(known_peers)}")
+    if args.protocol == "minimal" and args.workload not in MINIMAL_WORKLOADS:
+        raise ConfigError(f"--protocol minimal is for the workloads "
+                          f"{', '.join(MINIMAL_WORKLOADS)}, not {args.workload}")
+    variants = (False, True) if args.protocol == "minimal" else (False,)
+    targets: list[Target]
     if workload.targets is not None:  # e.g. asyncio apps: muxio.aio per backend
         targets = workload.targets(backends, peers)
     else:
-        targets = ([peer_target(peer, workload.service, workload.service_args)
-                    for peer in peers]
-                   + [muxio_target(backend, workload.service, workload.service_args)
-                      for backend in backends])
+        targets = (
+            [peer_target(peer, workload.service, workload.service_args, baseline=baseline)
+             for peer in peers for baseline in variants]
+            + [muxio_target(backend, workload.service, workload.service_args,
+                            baseline=baseline)
+               for backend in backends for baseline in variants])
     names = [target.name for target in targets]
     if args.reference not in names:
         raise ConfigError(f"--reference {args.reference!r} is not among the targets {names}")
+    host = host_facts()  # before the run: the load average says who else was busy
     console = Console(width=max(Console().width, 130))
     console.print(f"[bold]{workload.name}[/bold]: {workload.description}; {args.rounds} "
                   f"interleaved rounds of {args.duration:g} s; {cpu_count()} CPUs "
@@ -109,9 +138,9 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
         results = run_comparison(workload, targets, rounds=args.rounds,
                                  duration=args.duration, progress=advance)
     console.print(render_table(workload.unit, results, args.reference))
-    meta = {"python": platform.python_version(), "machine": platform.machine(),
-            "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration,
-            "tls": args.tls}
+    meta = {**host, "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration,
+            "backends": backends, "peers": peers, "tls": args.tls,
+            "protocol": args.protocol}
     if args.json:
         args.json.write_text(to_json(workload, results, args.reference, meta))
         console.print(f"samples written to {args.json}")
@@ -125,21 +154,34 @@ def render_table(unit: str, results: list[TargetResult], reference: str) -> Tabl
     ref = next(result for result in results if result.target == reference)
     ref_rate = ref.median("ops_per_second")
     ref_cpu = ref.median("server_cpu_us_per_op")
+    with_baselines = any(result.baseline for result in results)
     uvloop = next((result for result in results
                    if result.target == "uvloop" and reference != "uvloop"), None)
-    table = Table(title=f"medians; ratios are to {reference} measured in the same run")
-    for column in ("target", f"{unit}/s", f"x {reference}", *(["x uvloop"] if uvloop else []),
-                   f"server CPU µs/{unit}", "user", "system", f"CPU x {reference}",
-                   f"{unit}/s min-max"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    title = f"medians; ratios are to {reference} measured in the same run"
+    if with_baselines:
+        title += (f"; handler = server CPU µs/{unit} over the same host's (minimal) "
+                  f"column")
+    table = Table(title=title)
+    columns = ["target", f"{unit}/s", f"x {reference}", *(["x uvloop"] if uvloop else []),
+               f"server CPU µs/{unit}", "user", "system", f"CPU x {reference}"]
+    if with_baselines:
+        columns.append(f"handler µs/{unit}")
+    columns.append(f"{unit}/s min-max")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "target" else "right",
+                         no_wrap=column == "target")
     for result in results:
         rate = result.median("ops_per_second")
         cpu = result.median("server_cpu_us_per_op")
         low, high = result.spread("ops_per_second")
         versus_uvloop = [f"{rate / uvloop.median('ops_per_second'):.2f}"] if uvloop else []
-        table.add_row(result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", *versus_uvloop,
-                      f"{cpu:.1f}",
-                      f"{result.median('server_user_us_per_op'):.1f}",
-                      f"{result.median('server_system_us_per_op'):.1f}",
-                      f"{cpu / ref_cpu:.2f}", f"{low:,.0f}-{high:,.0f}")
+        row = [result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", *versus_uvloop,
+               f"{cpu:.1f}",
+               f"{result.median('server_user_us_per_op'):.1f}",
+               f"{result.median('server_system_us_per_op'):.1f}", f"{cpu / ref_cpu:.2f}"]
+        if with_baselines:
+            cost = handler_cost(results, result)
+            row.append("" if cost is None else f"{cost:.1f}")
+        row.append(f"{low:,.0f}-{high:,.0f}")
+        table.add_row(*row)
     return table

@@ -100,6 +100,9 @@ commands:
   help                this list
   exit                disconnect and quit (also: quit, Ctrl-D)"""
 
+GOODBYE_TIMEOUT = 2.0
+"""Seconds Ctrl-C waits for the server to acknowledge the goodbye before quitting anyway."""
+
 MAX_LINE = 64 * 1024
 """Longest command line; longer ones are reported and skipped."""
 _QUEUE_HIGH = 1000
@@ -389,6 +392,7 @@ class ChatShell(ChatClientHandler):
         self._throttle: Callable[[bool], None] | None = None
         """Pauses (True) / resumes (False) a watched stdin when the queue is long."""
         self.stop_on_connect_failure = not interactive
+        self._interrupted = False
 
     # -- queue -----------------------------------------------------------------------------
 
@@ -420,14 +424,38 @@ class ChatShell(ChatClientHandler):
                 self._throttle(False)
             self.execute(self._queue.popleft())
 
-    def _wait(self, what: str) -> Callable[[Message], None]:
+    def _wait(self, what: str, timeout: float | None = None) -> Callable[[Message], None]:
         """Mark `what` as waiting for its answer; the callback to give the request."""
         self._busy = what
         self._token += 1
         token = self._token
         self._started = time.monotonic()
-        self._timer = self.loop.call_later(self.timeout, self._timed_out, token)
+        self._timer = self.loop.call_later(timeout or self.timeout, self._timed_out, token)
         return lambda message: self._answer(message, token)
+
+    def interrupt(self, signum: int) -> None:
+        """Ctrl-C or SIGTERM: say goodbye to the server (so the others see a BYE, not a
+        dropped connection), waiting at most GOODBYE_TIMEOUT, then quit with 128 + signum.
+        A second signal, or no greeted connection, quits at once."""
+        if self.exit_code is None:
+            self.exit_code = 128 + signum  # also stops pump() from running more commands
+        client = self.client
+        if not self._interrupted and self._busy in ("close", "exit") and client is not None \
+                and not client.closed:
+            self._interrupted = True  # already saying goodbye: let it finish
+            self._busy = "exit"
+            return
+        if self._interrupted or client is None or client.closed or not client.ready:
+            if client is not None and not client.closed:
+                client.abort()
+            self.loop.stop()
+            return
+        self._interrupted = True
+        if self._timer is not None:
+            self._timer.cancel()  # whatever command was waiting is abandoned
+            self._timer = None
+        self.console.show(f"interrupted: saying goodbye to {self.peer}")
+        client.bye(self._wait("exit", min(self.timeout, GOODBYE_TIMEOUT)))
 
     def _done(self, ok: bool = True) -> None:
         if self._timer is not None:
@@ -700,6 +728,9 @@ class ChatShell(ChatClientHandler):
             self._done(ok=False)
             return
         if busy == "exit":
+            if self._interrupted:
+                self.console.show(f"disconnected from {self.peer}" if exc is None else
+                                  f"connection to {self.peer} lost: {exc}")
             self._done()
             return
         if busy == "close" and exc is None:
@@ -877,8 +908,7 @@ def run(args: argparse.Namespace) -> int:
 
         def interrupted(signum: int) -> None:
             console.echo("\n")
-            shell.exit_code = 128 + signum
-            loop.stop()
+            shell.interrupt(signum)
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, interrupted, signum)

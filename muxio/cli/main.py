@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "muxio.cli.chat",
     "muxio.cli.resolve",
     "muxio.cli.bench",
+    "muxio.cli.connect",
 )
 
 

@@ -1,15 +1,21 @@
 """`muxio resolve NAME [TYPE] --server HOST:PORT`: ask DNS servers, print like a short dig.
 
-    muxio resolve example.com MX --server 127.0.0.1:5300
+    muxio resolve example.com MX                      # asks `muxio serve dns` on localhost
     muxio resolve big.example.com TXT --server [::1]:5300 --tcp
+    muxio resolve example.com --server 192.0.2.53      # any server (port 53 by default)
+
+Without --server it asks localhost on port 5300, where `muxio serve dns` listens by
+default, so the pair works together out of the box. `localhost` means 127.0.0.1 (which
+`muxio serve --host localhost` always listens on); other servers are IP literals.
 
 Exit status: 0 when a server answered (whatever the rcode, as dig), 9 when none did,
-2 for a bad argument.
+2 for a bad argument, 141 when stdout was closed early (`| head`), quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -25,13 +31,23 @@ import dns.rrset
 
 from muxio.cli.main import add_backend_option
 from muxio.errors import ConfigError
-from muxio.handlers.dns import DnsTimeoutError, Reply, Resolver, ServerAddressError
+from muxio.handlers.dns import (
+    SERVICE_PORT,
+    DnsTimeoutError,
+    Reply,
+    Resolver,
+    ServerAddressError,
+)
 from muxio.handlers.dns.client import DEFAULT_TIMEOUT, DEFAULT_TRIES
 from muxio.loop import Loop
 from muxio.transports.network import LoopNetwork
 
 EXIT_NO_REPLY = 9
 """dig's status when no server replied."""
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a tool killed by the closed pipe would report."""
+DEFAULT_SERVER = f"localhost:{SERVICE_PORT}"
+LOOPBACK = "127.0.0.1"
 
 
 def register(subparsers: Any) -> None:
@@ -43,9 +59,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("type", nargs="?", default="A",
                         help="record type (default: A), e.g. AAAA, MX, TXT, SRV, PTR")
     parser.add_argument("--server", action="append", dest="servers", metavar="HOST:PORT",
-                        help="server to ask, an IP literal with optional port (default "
-                             "port 53; IPv6 as [::1]:5300); repeat to fall back in order. "
-                             "Default: 127.0.0.1:53")
+                        help="server to ask: an IP literal or localhost, with an optional "
+                             "port (default port 53; IPv6 as [::1]:5300); repeat to fall "
+                             f"back in order. Default: {DEFAULT_SERVER}, where "
+                             "'muxio serve dns' listens")
     parser.add_argument("--class", dest="rdclass", default="IN", help="record class (IN)")
     parser.add_argument("--tcp", action="store_true", help="ask over TCP from the start")
     parser.add_argument("--norec", action="store_true", help="clear the RD flag")
@@ -80,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--tries must be >= 1, got {args.tries}")
     with Loop(cli_backend=args.backend) as loop:
         try:
-            resolver = Resolver(LoopNetwork(loop), args.servers or ["127.0.0.1:53"],
+            resolver = Resolver(LoopNetwork(loop), servers(args.servers or [DEFAULT_SERVER]),
                                 timeout=args.timeout, tries=args.tries)
         except ServerAddressError as exc:
             raise ConfigError(str(exc)) from exc
@@ -98,11 +115,31 @@ def run(args: argparse.Namespace) -> int:
             resolver.close()
             for _ in range(3):
                 loop.run_once(0)  # let closed endpoints release their sockets
-    if args.short:
-        print_short(reply.message, sys.stdout)
-    else:
-        print_reply(reply, elapsed, sys.stdout)
+    try:
+        if args.short:
+            print_short(reply.message, sys.stdout)
+        else:
+            print_reply(reply, elapsed, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error worth a traceback. Point stdout at
+        # /dev/null so that the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     return 0
+
+
+def servers(given: list[str]) -> list[str]:
+    """The --server values, with `localhost[:PORT]` as 127.0.0.1 (RFC 6761: always the
+    loopback, whatever /etc/hosts says). Not ::1 as well: an unconnected UDP socket hears
+    no ICMP refusal, so each extra server that is not there costs a full timeout."""
+    expanded: list[str] = []
+    for text in given:
+        name, colon, port = text.strip().partition(":")
+        expanded.append(f"{LOOPBACK}{colon}{port}" if name.lower() == "localhost" else text)
+    return expanded
 
 
 def print_short(message: dns.message.Message, out: TextIO) -> None:

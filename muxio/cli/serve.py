@@ -44,6 +44,8 @@ def register(subparsers: Any) -> None:
         parser.add_argument("--backlog", type=int, default=None,
                             help="listen backlog (default: the system's somaxconn)")
         parser.add_argument("--reuse-port", action="store_true", help="set SO_REUSEPORT")
+        parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                            help="a log line per connection (per query for dns); -vv debug")
         add_backend_option(parser)
         module.add_arguments(parser)
         parser.set_defaults(func=run, service_module=module)

@@ -3,11 +3,19 @@
 If the peer stops reading, our writes buffer up; past the transport's high-water mark
 `pause_writing` is called and we stop reading from the peer until the buffer drains,
 so memory per connection stays bounded by the water mark.
+
+Hosting shape (see `muxio.handlers`): echo has no options, so its config is None.
 """
 
 from __future__ import annotations
 
-from muxio.protocols import Protocol, Transport
+import argparse
+
+from muxio.protocols import Protocol, ProtocolFactory, Scheduler, Transport
+
+DESCRIPTION = "echo every byte back (TCP or KCP)"
+ALPN: tuple[str, ...] = ("echo",)
+"""What a TLS host offers in ALPN for this protocol."""
 
 
 class EchoProtocol(Protocol):
@@ -42,3 +50,17 @@ class EchoProtocol(Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Echo has no options of its own."""
+
+
+def config_from(args: argparse.Namespace) -> None:
+    """Echo has no config."""
+    return None
+
+
+def protocol_factory(scheduler: Scheduler, config: None = None) -> ProtocolFactory:
+    """A new EchoProtocol per connection (it needs no timers, so `scheduler` is unused)."""
+    return EchoProtocol

@@ -5,6 +5,7 @@ from muxio.pollers.base import (
     ALL_EVENTS,
     ERROR,
     HUP,
+    RDHUP,
     READ,
     WRITE,
     Capabilities,
@@ -24,7 +25,7 @@ from muxio.pollers.select_poller import FD_SETSIZE, SelectPoller
 from muxio.pollers.selectors_adapter import SelectorsPoller
 
 __all__ = [
-    "ALL_EVENTS", "AUTO", "ERROR", "FD_SETSIZE", "HUP", "READ", "WRITE", "BackendSpec",
+    "ALL_EVENTS", "AUTO", "ERROR", "FD_SETSIZE", "HUP", "RDHUP", "READ", "WRITE", "BackendSpec",
     "Capabilities", "EdgeTriggeredEpollPoller", "EpollPoller", "Features", "PollPoller",
     "Poller", "PollerStatistics", "Registry", "SelectPoller", "SelectorsPoller",
     "default_registry", "describe_events",

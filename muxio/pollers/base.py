@@ -10,9 +10,10 @@ A poller maps five calls onto one OS facility:
     poll(timeout)          wait, then return [(fd, events), ...]
     close()                release the OS object
 
-`events` are muxio's own flags (READ, WRITE, ERROR, HUP). Their values equal Linux's
-POLLIN/POLLOUT/POLLERR/POLLHUP (and EPOLL*), so the poll and epoll backends translate
-with no work on Linux; other backends translate through a table.
+`events` are muxio's own flags (READ, WRITE, ERROR, HUP, and RDHUP in results). Their
+values equal Linux's POLLIN/POLLOUT/POLLERR/POLLHUP/POLLRDHUP (and EPOLL*), so the poll
+and epoll backends translate with no work on Linux; other backends translate through a
+table.
 
 Everything backends have in common lives here: bookkeeping of registered fds (so that
 double registration, unknown fds and closed pollers raise the same errors everywhere),
@@ -52,6 +53,11 @@ ERROR = 0x008
 """An error is pending on the fd (reported even if not asked for)."""
 HUP = 0x010
 """The peer hung up (reported even if not asked for)."""
+RDHUP = 0x2000
+"""The peer shut down its sending side: its FIN is queued behind the data (Linux's
+EPOLLRDHUP/POLLRDHUP value). Reported only by backends that ask the OS for it (epoll-et),
+always together with READ; never asked for by a caller. Edge-triggered readers use it to
+know that a short read did not leave them waiting for an EOF that raises no new edge."""
 
 ALL_EVENTS = READ | WRITE | ERROR | HUP
 INTEREST_EVENTS = READ | WRITE
@@ -61,7 +67,7 @@ INTEREST_EVENTS = READ | WRITE
 def describe_events(events: int) -> str:
     """`READ|WRITE` style text for logs and error messages."""
     names = [name for name, flag in (("READ", READ), ("WRITE", WRITE), ("ERROR", ERROR),
-                                     ("HUP", HUP)) if events & flag]
+                                     ("HUP", HUP), ("RDHUP", RDHUP)) if events & flag]
     return "|".join(names) or "0"
 
 
@@ -100,6 +106,9 @@ class Capabilities:
     """Peer hang-up is reported as HUP (select reports it as READ instead)."""
     checks_fd_itself: bool = False
     """The OS call rejects closed fds at register time, so no extra fstat is needed."""
+    completion_tcp: bool = False
+    """TCP connections on this backend run in the poller's completion mode (io_uring: the
+    kernel receives, sends and accepts; see transports/uring_tcp.py), not readiness."""
 
 
 @dataclass(frozen=True)

@@ -11,22 +11,29 @@ Facts about epoll that shape this file:
   transports honour that when `capabilities.edge_triggered` is true.
 - EPOLLERR and EPOLLHUP are always reported, whatever the interest mask.
 - EPOLL_CTL_MOD re-arms the fd: current readiness is reported again, even in ET mode.
+- The result mask of an edge is the fd's whole readiness filtered by the interest mask:
+  an fd armed for IN|OUT reports OUT with every data arrival while it is writable. The
+  interest mask, not the edge, decides what a caller is told.
+- Results come back in Linux's flag values, which are muxio's (EPOLLRDHUP is RDHUP), so
+  both modes hand epoll's own list to the loop with no per-event work.
 """
 
 from __future__ import annotations
 
 import select
 
-from muxio.pollers.base import Capabilities, Poller
+from muxio.pollers.base import RDHUP, Capabilities, Poller
 from muxio.pollers.translate import EventTranslator
 
 _MAX_EVENTS = 1024
 """Events taken per epoll_wait; more ready fds are returned by the next call."""
 
 
-def _translator(hup: int = select.EPOLLHUP) -> EventTranslator:
-    return EventTranslator(read=select.EPOLLIN, write=select.EPOLLOUT, error=select.EPOLLERR,
-                           hup=hup, extra_read=select.EPOLLPRI | select.EPOLLRDHUP)
+_TRANSLATOR = EventTranslator(read=select.EPOLLIN, write=select.EPOLLOUT,
+                              error=select.EPOLLERR, hup=select.EPOLLHUP,
+                              rdhup=select.EPOLLRDHUP, extra_read=select.EPOLLPRI)
+_NEVER_REPORTED = select.EPOLLET
+"""Interest flags that never appear in a result (so they do not spoil the identity)."""
 
 
 class EpollPoller(Poller):
@@ -36,13 +43,13 @@ class EpollPoller(Poller):
     capabilities = Capabilities(edge_triggered=False, constant_time=True, max_fd=None,
                                 reports_hup=True, checks_fd_itself=True)
     _extra_flags = 0
-    _hup_flags = select.EPOLLHUP
 
     def __init__(self) -> None:
         super().__init__()
         self._epoll = select.epoll()
-        self._translator = _translator(self._hup_flags)
-        self._identity = self._translator.identity and not self._extra_flags
+        self._translator = _TRANSLATOR
+        reported = self._extra_flags & ~_NEVER_REPORTED
+        self._identity = _TRANSLATOR.identity and reported & ~RDHUP == 0
 
     def _os_register(self, fd: int, events: int) -> None:
         self._epoll.register(fd, self._translator.to_os(events) | self._extra_flags)
@@ -58,7 +65,8 @@ class EpollPoller(Poller):
         raw = self._epoll.poll(-1 if timeout is None else max(timeout, 0.0),
                                min(max(len(self._fds), 1), _MAX_EVENTS))
         if self._identity:
-            # Only EPOLLIN/OUT/ERR/HUP are ever asked for, and they equal muxio's flags.
+            # Only EPOLLIN/OUT/ERR/HUP (and RDHUP on ET) can be reported, and they equal
+            # muxio's flags: epoll's own list is the result.
             return raw
         return self._translator.results(raw)
 
@@ -75,7 +83,7 @@ class EdgeTriggeredEpollPoller(EpollPoller):
     name = "epoll-et"
     capabilities = Capabilities(edge_triggered=True, constant_time=True, max_fd=None,
                                 reports_hup=True, checks_fd_itself=True)
-    # EPOLLRDHUP tells a reader that the peer's FIN is queued behind the data it just
-    # read, so a short read needs no extra recv -> EAGAIN to be sure (see the transports).
+    # EPOLLRDHUP (reported as RDHUP) tells a reader that the peer's FIN is queued behind
+    # the data it just read, so a short read needs no extra recv -> EAGAIN to be sure (see
+    # the transports).
     _extra_flags = select.EPOLLET | select.EPOLLRDHUP
-    _hup_flags = select.EPOLLHUP | select.EPOLLRDHUP

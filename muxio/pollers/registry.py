@@ -34,7 +34,7 @@ from muxio.pollers.epoll_poller import EdgeTriggeredEpollPoller, EpollPoller
 from muxio.pollers.poll_poller import PollPoller
 from muxio.pollers.select_poller import SelectPoller
 from muxio.pollers.selectors_adapter import SELECTOR_CAPABILITIES, SelectorsPoller
-from muxio.pollers.uring_poller import UringPoller
+from muxio.pollers.uring_poller import UringCompletionPoller, UringPoller
 from muxio.pollers.uring_poller import unavailable_reason as _uring_reason
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,13 @@ BUILTIN_BACKENDS: tuple[BackendSpec, ...] = (
     BackendSpec("uring", UringPoller,
                 "io_uring multishot poll, edge-triggered, one syscall per poll (Linux >= 5.17)",
                 UringPoller.capabilities, _uring_reason, rank=16),
+    # TCP in io_uring's completion mode, chosen by this capability, invisible to handlers.
+    # Not faster than readiness in Python (see uring_tcp.py): opt-in by
+    # name, and not in the handler matrix (tests/transports/test_uring_tcp.py runs the
+    # conformance suite and the stress scenarios on it).
+    BackendSpec("uring-completion", UringCompletionPoller,
+                "io_uring with TCP in completion mode (kernel recv/send/accept); opt-in",
+                UringCompletionPoller.capabilities, _uring_reason, rank=17, in_matrix=False),
     BackendSpec("selectors", SelectorsPoller,
                 f"selectors.DefaultSelector through the adapter "
                 f"(here: {selectors.DefaultSelector.__name__})",

@@ -10,11 +10,19 @@ class FakeClock:
     the clock jumps straight to that timer's deadline and the loop polls without
     blocking. I/O still works: fds ready at that moment are reported as usual.
     `advance(seconds)` moves time by hand.
+
+    `max_step` (seconds) bounds each jump, for tests with real sockets: loopback delivers
+    in the next poll, so data already on its way is handled before a timer far ahead
+    fires, and a `run_until` deadline keeps its meaning (without it, a loop whose only
+    timer is that deadline jumps straight to it on the first idle poll). Timers still
+    fire at their exact deadlines.
     """
 
-    def __init__(self, start: float = 0.0, *, autojump: bool = True) -> None:
+    def __init__(self, start: float = 0.0, *, autojump: bool = True,
+                 max_step: float | None = None) -> None:
         self._now = float(start)
         self.autojump = autojump
+        self.max_step = max_step
 
     def monotonic(self) -> float:
         return self._now
@@ -26,7 +34,7 @@ class FakeClock:
 
     def before_wait(self, timeout: float | None) -> float | None:
         if self.autojump and timeout is not None and timeout > 0:
-            self._now += timeout
+            self._now += timeout if self.max_step is None else min(timeout, self.max_step)
             return 0
         return timeout
 

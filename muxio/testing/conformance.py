@@ -2,13 +2,14 @@
 
 Subclass it in a test module, name the subclass `Test...`, and implement `make_pair`:
 
+    @pytest.mark.muxio_matrix            # on every available backend (muxio's pytest plugin)
     class TestMyTransport(StreamTransportConformance):
         def make_pair(self, loop, client, server):
             ...connect `client` and `server` protocols over your transport...
             return client_transport, server_transport, cleanup
 
-Each test gets a fresh loop from the `backend` fixture (None = the configured default;
-muxio's own test suite parametrises it over every backend). Requires pytest.
+Each test gets a fresh loop from the plugin's `loop` fixture: the configured backend, or
+with the `muxio_matrix` marker each available backend in turn. Requires pytest.
 """
 
 from __future__ import annotations
@@ -22,79 +23,10 @@ import pytest
 
 from muxio.loop import Loop
 from muxio.protocols import Protocol, Transport
+from muxio.testing.pairs import RecordingProtocol, StreamPair
 
 Cleanup = Callable[[], None]
-
-
-class RecordingProtocol(Protocol):
-    """Records every callback in order; optionally keeps the connection open on EOF."""
-
-    def __init__(self, *, keep_open_on_eof: bool = False) -> None:
-        self.keep_open_on_eof = keep_open_on_eof
-        self.transport: Transport | None = None
-        self.events: list[str] = []
-        self.received = bytearray()
-        self.writing_paused = False
-        self.pauses = 0
-        self.resumes = 0
-        self.lost_with: list[Exception | None] = []
-        self.buffered_at_pause: list[int] = []
-
-    def connection_made(self, transport: Transport) -> None:
-        self.transport = transport
-        self.events.append("made")
-
-    def data_received(self, data: bytes) -> None:
-        assert "lost" not in self.events, "data_received after connection_lost"
-        self.received += data
-        if not self.events or self.events[-1] != "data":
-            self.events.append("data")
-
-    def eof_received(self) -> bool:
-        self.events.append("eof")
-        return self.keep_open_on_eof
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-        self.pauses += 1
-        self.events.append("pause")
-        if self.transport is not None:
-            self.buffered_at_pause.append(self.transport.get_write_buffer_size())
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        self.resumes += 1
-        self.events.append("resume")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.events.append("lost")
-        self.lost_with.append(exc)
-
-    @property
-    def lost(self) -> bool:
-        return "lost" in self.events
-
-
-class StreamPair:
-    """Two connected protocols on one loop, plus the helpers tests need."""
-
-    def __init__(self, loop: Loop, client: RecordingProtocol, server: RecordingProtocol,  # noqa: PLR0917
-                 client_transport: Transport, server_transport: Transport,
-                 timeout: float) -> None:
-        self.loop = loop
-        self.client = client
-        self.server = server
-        self.client_transport = client_transport
-        self.server_transport = server_transport
-        self.timeout = timeout
-
-    def run_until(self, condition: Callable[[], bool]) -> None:
-        self.loop.run_until(condition, timeout=self.timeout)
-
-    def spin(self, iterations: int = 20) -> None:
-        """Let a few loop iterations pass (to show that something does NOT happen)."""
-        for _ in range(iterations):
-            self.loop.run_once(0.001)
+RecordingPair = StreamPair[RecordingProtocol, RecordingProtocol]
 
 
 class StreamTransportConformance(ABC):
@@ -108,11 +40,10 @@ class StreamTransportConformance(ABC):
         """Connect `client` and `server` over the transport under test."""
 
     @pytest.fixture
-    def pair_factory(self, backend: str | None) -> Iterator[Callable[..., StreamPair]]:
-        loop = Loop(backend)
+    def pair_factory(self, loop: Loop) -> Iterator[Callable[..., RecordingPair]]:
         cleanups: list[Cleanup] = []
 
-        def open_pair(*, keep_open_on_eof: bool = False) -> StreamPair:
+        def open_pair(*, keep_open_on_eof: bool = False) -> RecordingPair:
             client = RecordingProtocol(keep_open_on_eof=keep_open_on_eof)
             server = RecordingProtocol(keep_open_on_eof=keep_open_on_eof)
             client_transport, server_transport, cleanup = self.make_pair(loop, client, server)
@@ -127,14 +58,11 @@ class StreamTransportConformance(ABC):
         finally:
             for cleanup in cleanups:
                 cleanup()
-            for _ in range(5):
-                loop.run_once(0)
-            loop.close()
 
     # -- the tests -----------------------------------------------------------------------
 
     def test_bytes_arrive_in_order_both_ways(self, pair_factory: Any) -> None:
-        pair: StreamPair = pair_factory()
+        pair: RecordingPair = pair_factory()
         chunks = [f"{i:05d};".encode() for i in range(2000)]
         for chunk in chunks:
             pair.client_transport.write(chunk)
@@ -146,7 +74,7 @@ class StreamTransportConformance(ABC):
         assert bytes(pair.client.received) == b"back-again"
 
     def test_large_write_arrives_intact(self, pair_factory: Any) -> None:
-        pair: StreamPair = pair_factory()
+        pair: RecordingPair = pair_factory()
         payload = os.urandom(4 * 1024 * 1024)
         pair.client_transport.write(payload)
         pair.run_until(lambda: len(pair.server.received) >= len(payload))
@@ -154,7 +82,7 @@ class StreamTransportConformance(ABC):
         pair.run_until(lambda: pair.client_transport.get_write_buffer_size() == 0)
 
     def test_flow_control_pauses_and_resumes_the_writer(self, pair_factory: Any) -> None:
-        pair: StreamPair = pair_factory()
+        pair: RecordingPair = pair_factory()
         pair.client_transport.set_write_buffer_limits(high=64 * 1024)
         assert pair.client_transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
         pair.server_transport.pause_reading()
@@ -179,7 +107,7 @@ class StreamTransportConformance(ABC):
     def test_writing_more_and_eof_from_resume_writing(self, pair_factory: Any) -> None:
         """A protocol that answers resume_writing with more data and write_eof: the EOF
         must go out after that data, not before (a regression seen under load)."""
-        pair: StreamPair = pair_factory()
+        pair: RecordingPair = pair_factory()
         client, transport = pair.client, pair.client_transport
         transport.set_write_buffer_limits(high=32 * 1024)
         pair.server_transport.pause_reading()
@@ -201,7 +129,7 @@ class StreamTransportConformance(ABC):
         assert bytes(pair.server.received) == b"a" * written + tail
 
     def test_pause_reading_stops_data_received(self, pair_factory: Any) -> None:
-        pair: StreamPair = pair_factory()
+        pair: RecordingPair = pair_factory()
         pair.server_transport.pause_reading()
         pair.client_transport.write(b"held back")
         pair.spin()
@@ -211,7 +139,7 @@ class StreamTransportConformance(ABC):
         pair.run_until(lambda: pair.server.received == b"held back")
 
     def test_half_close(self, pair_factory: Any) -> None:
-        pair: StreamPair = pair_factory(keep_open_on_eof=True)
+        pair: RecordingPair = pair_factory(keep_open_on_eof=True)
         assert pair.client_transport.can_write_eof()
         pair.client_transport.write(b"request")
         pair.client_transport.write_eof()
@@ -228,7 +156,7 @@ class StreamTransportConformance(ABC):
         assert pair.server.lost_with == [None]
 
     def test_close_sends_buffered_data_first(self, pair_factory: Any) -> None:
-        pair: StreamPair = pair_factory()
+        pair: RecordingPair = pair_factory()
         payload = os.urandom(2 * 1024 * 1024)
         pair.client_transport.write(payload)
         pair.client_transport.close()
@@ -240,7 +168,7 @@ class StreamTransportConformance(ABC):
         assert pair.client.lost_with == [None]
 
     def test_abort_closes_at_once(self, pair_factory: Any) -> None:
-        pair: StreamPair = pair_factory()
+        pair: RecordingPair = pair_factory()
         pair.client_transport.abort()
         pair.client_transport.abort()
         pair.run_until(lambda: pair.client.lost and pair.server.lost)
@@ -251,7 +179,7 @@ class StreamTransportConformance(ABC):
         assert isinstance(pair.server.lost_with[0], ConnectionResetError)
 
     def test_connection_lost_is_last_and_once(self, pair_factory: Any) -> None:
-        pair: StreamPair = pair_factory()
+        pair: RecordingPair = pair_factory()
         pair.client_transport.write(b"x" * 100_000)
         pair.server_transport.close()
         pair.run_until(lambda: pair.client.lost and pair.server.lost)
@@ -262,7 +190,7 @@ class StreamTransportConformance(ABC):
             assert protocol.events.count("lost") == 1
 
     def test_extra_info(self, pair_factory: Any) -> None:
-        pair: StreamPair = pair_factory()
+        pair: RecordingPair = pair_factory()
         for transport in (pair.client_transport, pair.server_transport):
             assert transport.get_extra_info("peername") is not None
             assert transport.get_extra_info("sockname") is not None
@@ -270,3 +198,6 @@ class StreamTransportConformance(ABC):
             assert transport.get_extra_info("no such key", "dflt") == "dflt"
         assert pair.client_transport.get_extra_info("peername") != (
             pair.server_transport.get_extra_info("peername"))
+
+
+__all__ = ["Cleanup", "RecordingProtocol", "StreamPair", "StreamTransportConformance"]

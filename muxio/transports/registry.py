@@ -1,27 +1,59 @@
-"""Stream transports by name: what the handler matrix runs every handler over.
+"""Stream transports by name: what `muxio.serve`/`muxio.connect`, the CLI services and the
+handler matrix look up, so a new transport joins all of them by one entry here.
 
-A new transport joins every handler's tests by one entry here (see muxio.testing.matrix).
-Each entry gives `serve(protocol_factory, host, port, *, loop)` returning a server with
-`port`, `connections`, `close()`, `close_clients()`, and `connect(protocol_factory, host,
-port, *, loop)` returning a Future of (transport, protocol).
+Each entry gives `serve(protocol_factory, host, port, *, loop, **options)` returning a
+server with `port`, `sockets`, `connections`, `close()`, `close_clients()`, and
+`connect(protocol_factory, host, port, *, loop, **options)` returning a Future of
+(transport, protocol). The keyword-only parameters of those two functions (other than
+`loop`) are the transport's options (TCP: `backlog`, `reuse_port`...; KCP: `profile`,
+`idle_timeout`...): they are read from the signatures, so they cannot drift from the code,
+and an option the chosen transport does not take is refused with the list of those it does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from muxio.errors import TransportOptionError, UnknownTransportError
 from muxio.transports import tcp
 from muxio.transports.kcp import transport as kcp
 
 
+def _keyword_options(function: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(name for name, parameter in inspect.signature(function).parameters.items()
+                     if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "loop")
+
+
 @dataclass(frozen=True)
 class StreamTransportSpec:
+    """One stream transport: its name, how to listen and connect, one line about it."""
+
     name: str
     serve: Callable[..., Any]
     connect: Callable[..., Any]
     description: str
+
+    @property
+    def serve_options(self) -> frozenset[str]:
+        """Keyword options `serve` takes besides `loop` (e.g. TCP's `backlog`)."""
+        return _keyword_options(self.serve)
+
+    @property
+    def connect_options(self) -> frozenset[str]:
+        """Keyword options `connect` takes besides `loop` (e.g. TCP's `timeout`)."""
+        return _keyword_options(self.connect)
+
+    def check_options(self, what: str, options: Mapping[str, object]) -> None:
+        """Raise TransportOptionError naming any option `serve`/`connect` does not take."""
+        accepted = self.serve_options if what == "serve" else self.connect_options
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise TransportOptionError(
+                f"{what}() on transport {self.name!r} takes no option "
+                f"{', '.join(unknown)}; its options are: {', '.join(sorted(accepted)) or 'none'}")
 
 
 STREAM_TRANSPORTS: dict[str, StreamTransportSpec] = {
@@ -32,8 +64,9 @@ STREAM_TRANSPORTS: dict[str, StreamTransportSpec] = {
 
 
 def stream_transport(name: str) -> StreamTransportSpec:
+    """The registered transport called `name`; UnknownTransportError lists the others."""
     try:
         return STREAM_TRANSPORTS[name]
     except KeyError:
-        raise ValueError(f"{name!r} is not a stream transport; available: "
-                         f"{', '.join(STREAM_TRANSPORTS)}") from None
+        raise UnknownTransportError(f"{name!r} is not a stream transport; available: "
+                                    f"{', '.join(STREAM_TRANSPORTS)}") from None

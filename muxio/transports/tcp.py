@@ -41,21 +41,31 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from muxio.errors import PollerError
 from muxio.futures import Future
 from muxio.loop import Loop, TimerHandle
-from muxio.pollers.base import HUP
+from muxio.pollers.base import HUP, RDHUP
 from muxio.protocols import Protocol, ProtocolFactory
 from muxio.transports.flow import water_marks
 from muxio.transports.lifecycle import TransportLifecycle, release_socket
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from muxio.transports.uring_tcp import UringTcpServer
+
+    AnyTcpServer: TypeAlias = "TcpServer | UringTcpServer"
+    """What `serve` returns: readiness-mode, or completion-mode on a completion backend."""
 
 log = logging.getLogger("muxio.tcp")
 
 MAX_READ = 64 * 1024
 """Bytes per recv: at most 64 KiB (larger reads cause glibc mmap/munmap churn)."""
 _READS_PER_EDGE = 16
+_HUNG_UP = HUP | RDHUP
+"""A poll flag saying the peer's FIN is queued (epoll-et: RDHUP; io_uring folds it in HUP)."""
 _ACCEPTS_PER_WAKEUP = 128
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ABORTED_ACCEPT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
@@ -109,7 +119,7 @@ class TcpTransport(TransportLifecycle):
         self._eof_received = False
         self._edge = loop.edge_triggered
         self._peer_hung_up = False
-        """Edge-triggered only: a poll reported HUP (the peer's FIN is queued), so reads
+        """Edge-triggered only: a poll reported HUP/RDHUP (the peer's FIN is queued), so reads
         must go on until recv returns b"" however short the last read was."""
         self._reader = self._read_ready_edge if self._edge else self._read_ready
         self._write_after_close = 0
@@ -147,10 +157,10 @@ class TcpTransport(TransportLifecycle):
 
     def _read_ready_edge(self) -> None:
         """Edge-triggered: read until EAGAIN (or a short read with no FIN queued), at most
-        `_READS_PER_EDGE` times; the rest is continued after the other ready fds. A HUP in
-        the poll's flags is remembered: a continuation runs from the ready queue, where
-        `loop.current_events` is 0, and must still read up to the FIN."""
-        if self._loop.current_events & HUP:
+        `_READS_PER_EDGE` times; the rest is continued after the other ready fds. A HUP or
+        RDHUP in the poll's flags is remembered: a continuation runs from the ready queue,
+        where `loop.current_events` is 0, and must still read up to the FIN."""
+        if self._loop.current_events & _HUNG_UP:
             self._peer_hung_up = True
         recv = self._sock.recv
         for _ in range(_READS_PER_EDGE):
@@ -173,7 +183,7 @@ class TcpTransport(TransportLifecycle):
                 return
             if len(data) < MAX_READ and not self._peer_hung_up:
                 # A short read emptied the socket buffer and no FIN is queued (the poller
-                # reports RDHUP as HUP): every later arrival raises a new edge, so there
+                # reports it as RDHUP or HUP): every later arrival raises a new edge, so there
                 # is no need to pay for a recv -> EAGAIN.
                 return
         # Edge-triggered: the fd may still hold data but will not be reported again.
@@ -278,10 +288,10 @@ class TcpTransport(TransportLifecycle):
                 return
             del buffer[:sent]
             if buffer:
-                if self._edge:
-                    # The socket may still take more; on ET there will be no new report
-                    # until it drains, so try again at once (bounded by EAGAIN above).
-                    self._loop.call_soon(self._continue_writing)
+                # A short send means the socket buffer is full (the kernel marks it
+                # SOCK_NOSPACE), so the next report comes when ACKs free space: at once
+                # again on a level-triggered poller, as a new EPOLLOUT edge on an
+                # edge-triggered one. Trying again now would only meet EAGAIN.
                 return
         self._loop.remove_writer(self._fd)
         self._maybe_resume()
@@ -291,10 +301,6 @@ class TcpTransport(TransportLifecycle):
             self._lose(None)
         elif self._eof_pending:
             self._shutdown_write()
-
-    def _continue_writing(self) -> None:
-        if self._buffer and not self._lost:
-            self._write_ready()
 
     def write_eof(self) -> None:
         if self._eof_pending or self._eof_written or self._closing:
@@ -561,9 +567,19 @@ def _listening_sockets(host: str | None, port: int, backlog: int,
 
 def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
           *, loop: Loop, backlog: int | None = None, reuse_port: bool = False,
-          accept_retry_delay: float = 0.1) -> TcpServer:
+          accept_retry_delay: float = 0.1) -> AnyTcpServer:
     """Listen on every address `host` resolves to (`localhost` -> 127.0.0.1 and ::1;
-    None -> all interfaces) and serve each connection with a new protocol."""
+    None -> all interfaces) and serve each connection with a new protocol. On a backend
+    whose capabilities say `completion_tcp`, the connections run in its completion mode
+    (same API; see uring_tcp.py)."""
+    if loop.poller.capabilities.completion_tcp:
+        from muxio.transports import uring_tcp
+        from muxio.transports.uring_port import completion_port
+
+        if completion_port(loop) is not None:
+            return uring_tcp.serve(protocol_factory, host, port, loop=loop, backlog=backlog,
+                                   reuse_port=reuse_port,
+                                   accept_retry_delay=accept_retry_delay)
     sockets = _listening_sockets(host, port, backlog or system_backlog(), reuse_port)
     return TcpServer(loop, protocol_factory, sockets, accept_retry_delay=accept_retry_delay)
 
@@ -572,7 +588,14 @@ def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Lo
             timeout: float | None = None) -> Future[tuple[TcpTransport, Protocol]]:
     """Open a connection; the future gives (transport, protocol) or the connect error
     (e.g. ConnectionRefusedError). Name resolution is synchronous (use IP literals on
-    hot paths)."""
+    hot paths). On a `completion_tcp` backend the connection runs in its completion mode."""
+    if loop.poller.capabilities.completion_tcp:
+        from muxio.transports import uring_tcp
+        from muxio.transports.uring_port import completion_port
+
+        if completion_port(loop) is not None:
+            return uring_tcp.connect(protocol_factory, host, port, loop=loop,
+                                     timeout=timeout)
     future: Future[tuple[TcpTransport, Protocol]] = Future(loop)
     try:
         family, kind, proto, _name, address = socket.getaddrinfo(

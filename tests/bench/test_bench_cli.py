@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import require_module
+from tests.tools import require_module, require_tool
 
 
 def test_bench_echo_writes_table_json_and_plot(tmp_path: Path) -> None:
@@ -81,3 +81,34 @@ def test_a_server_that_cannot_start_is_reported_with_its_own_error() -> None:
                                  "file=sys.stderr); sys.exit(2)"), "muxio")
     with pytest.raises(BenchError, match="failing did not start: muxio: error: port taken"):
         ServerProcess(failing, 1, None)
+
+
+def test_bench_http_protocol_minimal_adds_a_baseline_per_host(tmp_path: Path) -> None:
+    """Each host serves the handler and, beside it, the minimal protocol; the handler's own
+    CPU per request (the difference) is in the table and the JSON."""
+    require_tool("wrk", "wrk")
+    out = tmp_path / "http.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "muxio", "bench", "http", "--protocol", "minimal", "--rounds",
+         "1", "--duration", "1", "--backends", "epoll", "--peers", "asyncio", "--json",
+         str(out)], capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "handler µs/req" in result.stdout
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["target"], r["host"], r["baseline"]) for r in rows] == [
+        ("asyncio", "asyncio", False), ("asyncio (minimal)", "asyncio", True),
+        ("muxio/epoll", "muxio/epoll", False),
+        ("muxio/epoll (minimal)", "muxio/epoll", True)]
+    for full, minimal in (rows[0:2], rows[2:4]):
+        assert minimal["handler_us_per_op"] is None
+        assert full["handler_us_per_op"] == pytest.approx(
+            full["median_server_cpu_us_per_op"] - minimal["median_server_cpu_us_per_op"])
+
+
+def test_bench_protocol_minimal_is_for_http_only() -> None:
+    result = subprocess.run([sys.executable, "-m", "muxio", "bench", "echo", "--protocol",
+                             "minimal", "--rounds", "1", "--duration", "0.1"],
+                            check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("muxio: error: --protocol minimal is for the workloads "
+                                     "http, http-close, not echo")

@@ -50,7 +50,7 @@ from muxio.handlers.chat.messages import (
     Pong,
     TimeOk,
 )
-from muxio.loop import Loop
+from muxio.loop import Clock, Loop
 from muxio.protocols import Protocol, Transport
 from muxio.transports.registry import StreamTransportSpec, stream_transport
 
@@ -128,6 +128,7 @@ def greeted_server_session(max_frame: int = 65536) -> ChatSession:
     session.send(HelloOk(request_id=1, version=1, client_id=1, address="a", port=1,
                          max_frame=max_frame, heartbeat_ms=0))
     return session
+
 
 
 # -- clients that record --------------------------------------------------------------------
@@ -279,12 +280,14 @@ class ChatRig:
 
 @contextmanager
 def chat_rig(backend: str | None, transport: str = "tcp",
-             config: ChatServerConfig | None = None) -> Iterator[ChatRig]:
+             config: ChatServerConfig | None = None,
+             clock: Clock | None = None) -> Iterator[ChatRig]:
     """Server and clients on one loop in this thread; everything closed afterwards. Any
     exception escaping a protocol callback is recorded in `rig.errors` (and fails the
-    test at the end)."""
+    test at the end). With `clock` (a FakeClock), timers fire without waiting and the
+    tests assert times on that clock."""
     spec = stream_transport(transport)
-    with Loop(backend) as loop:
+    with Loop(backend, clock=clock) as loop:
         chat = ChatServer(loop, config or ChatServerConfig())
         server = spec.serve(chat.protocol_factory, "127.0.0.1", 0, loop=loop)
         rig = ChatRig(loop, chat, server, spec)

@@ -114,6 +114,8 @@ def test_connect_failure_stops_a_script() -> None:
     (["serve", "chat", "--heartbeat-misses", "1"], "--heartbeat-misses must be >= 2"),
     (["serve", "chat", "--heartbeat-interval", "-1"], "--heartbeat-interval must be"),
     (["serve", "chat", "--max-frame", "10"], "--max-frame must be between"),
+    (["serve", "chat", "--hello-timeout", "0"], "--hello-timeout must be a finite number"),
+    (["serve", "chat", "--max-ungreeted", "0"], "--max-ungreeted must be >= 1"),
 ])
 def test_bad_options_name_the_flag(argv: list[str], message: str) -> None:
     result = subprocess.run([sys.executable, "-m", "muxio", *argv], capture_output=True,

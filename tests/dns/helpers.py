@@ -42,13 +42,14 @@ class ServedDns:
     """What reached the server loop's exception handler (a handler bug): must stay empty."""
 
 
-def start_dns(runner: LoopThread, host: str = "127.0.0.1",
+def start_dns(runner: LoopThread, host: str = "127.0.0.1", zone_files: list[Path] | None = None,
               **options: float) -> tuple[DnsServer, int]:
-    """Serve the test zones on `runner`'s loop; TCP first, UDP on the same port. The
-    servers are closed when the runner stops."""
+    """Serve the test zones (or `zone_files`) on `runner`'s loop; TCP first, UDP on the same
+    port. The servers are closed when the runner stops."""
 
     def start(loop: object) -> tuple[DnsServer, udp.UdpServer, tcp.TcpServer]:
-        server = DnsServer(load_zones(ZONE_FILES), runner.loop, **options)  # type: ignore[arg-type]
+        server = DnsServer(load_zones(zone_files or ZONE_FILES), runner.loop,
+                           **options)  # type: ignore[arg-type]
         for _ in range(20):
             tcp_server = tcp.serve(server.stream_protocol, host, 0, loop=runner.loop)
             try:
@@ -72,9 +73,11 @@ def start_dns(runner: LoopThread, host: str = "127.0.0.1",
 
 
 @contextmanager
-def serving(backend: str, host: str = "127.0.0.1", **options: float) -> Iterator[ServedDns]:
+def serving(backend: str, host: str = "127.0.0.1", zone_files: list[Path] | None = None,
+            **options: float) -> Iterator[ServedDns]:
     with LoopThread(backend) as runner:
-        served = ServedDns(runner, *start_dns(runner, host, **options), backend, host)
+        served = ServedDns(runner, *start_dns(runner, host, zone_files, **options), backend,
+                           host)
         runner.call(lambda loop: loop.set_exception_handler(
             lambda _loop, context: served.errors.append(context)))
         yield served

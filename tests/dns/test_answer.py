@@ -136,9 +136,26 @@ def test_qname_spelling_is_kept(responder: Responder) -> None:
     assert reply.answer[0].name.to_text() == "WwW.ExAmPlE.CoM."
 
 
-def test_any_returns_every_rrset_at_the_name(responder: Responder) -> None:
-    reply = ask(responder, dns.message.make_query("mail.example.com", "ANY"))
-    assert {rrset.rdtype for rrset in reply.answer} == {dns.rdatatype.A, dns.rdatatype.AAAA}
+@pytest.mark.parametrize(("qname", "rdtype"), [
+    ("mail.example.com", "A"), ("example.com", "SOA"), ("quoted.example.com", "TXT"),
+    ("www.example.com", "CNAME"), ("_sip._tcp.example.com", "SRV"),
+    ("foo.wild.example.com", "A")])
+def test_any_returns_one_rrset_as_rfc_8482_and_nsd(responder: Responder, qname: str,
+                                                   rdtype: str) -> None:
+    reply = ask(responder, dns.message.make_query(qname, "ANY"))
+    assert [rrset.rdtype for rrset in reply.answer] == [dns.rdatatype.from_text(rdtype)]
+    assert not reply.authority  # no apex NS for ANY, as nsd
+
+
+def test_any_prefers_address_types_else_the_last_other_type() -> None:
+    responder = Responder(in_memory_zone(
+        HEAD + 'multi IN TXT "t"\nmulti IN CAA 0 issue "ca"\nmulti IN MX 5 ns\n'
+               'other IN TXT "t"\nother IN CAA 0 issue "ca"\n'))
+    preferred = ask(responder, dns.message.make_query("multi.mem.test", "ANY"))
+    assert [rrset.rdtype for rrset in preferred.answer] == [dns.rdatatype.MX]
+    assert [rrset.rdtype for rrset in preferred.additional] == [dns.rdatatype.A]
+    other = ask(responder, dns.message.make_query("other.mem.test", "ANY"))
+    assert [rrset.rdtype for rrset in other.answer] == [dns.rdatatype.CAA]
 
 
 @pytest.mark.parametrize(("qname", "qtype", "rdclass"), [
@@ -176,27 +193,54 @@ def test_cached_response_patches_the_id(zones: ZoneSet, loop: Loop) -> None:
     assert server.statistics().built == 2
     assert server.answer(b"\x00\x01\x01\x00\x00\x02" + bytes(6), tcp=False) is not None
     assert server.statistics().formerr == 1
-    assert server.statistics().cached == 4  # UDP and TCP query bytes, two rendered responses
+    statistics = server.statistics()
+    assert statistics.cached == 2  # UDP and TCP query bytes
+    assert statistics.compiled == 2 and statistics.fallback == 0
+    assert statistics.fallbacks["wire"] == 1  # the FORMERR (two questions)
+
+
+def test_answers_for_names_that_do_not_exist_are_not_cached(zones: ZoneSet,
+                                                              loop: Loop) -> None:
+    """A random-subdomain flood must not churn the raw-bytes cache."""
+    server = DnsServer(zones, loop)
+    for index in range(10):
+        for name in (f"r{index}.wild.example.com", f"r{index}.example.com", f"r{index}.net"):
+            assert server.answer(dns.message.make_query(name, "A").to_wire(),
+                                 tcp=False) is not None
+    statistics = server.statistics()
+    assert statistics.cached == 0 and statistics.compiled == 30
+    assert statistics.templates == 2  # (wild, A, 3) and (example.com, A, 3); REFUSED is fixed
 
 
 def test_queries_differing_in_an_edns_option_share_the_rendered_response(
         zones: ZoneSet, loop: Loop) -> None:
     server = DnsServer(zones, loop)
     replies = set()
-    for cookie in (b"client01", b"client02", b"client03"):
+    for cookie in (b"client01", b"client02", b"client03"):  # compiled: options ignored
         query = dns.message.make_query("example.com", "MX", id=7, use_edns=0, options=[
             dns.edns.GenericOption(dns.edns.OptionType.COOKIE, cookie)])
         reply = server.answer(query.to_wire(), tcp=False)
         assert reply is not None
         replies.add(reply)
+    for subnet in ("192.0.2.0", "198.51.100.0"):  # dnspython parses client subnet options
+        query = dns.message.make_query("example.com", "MX", id=7, use_edns=0, options=[
+            dns.edns.ECSOption(subnet, 24)])
+        reply = server.answer(query.to_wire(), tcp=False)
+        assert reply is not None
+        replies.add(reply)
     assert len(replies) == 1
-    assert len(server.udp_cache) == 3 and server.statistics().cached == 4
+    statistics = server.statistics()
+    assert statistics.compiled == 3 and statistics.fallback == 2
+    assert statistics.fallbacks["wire"] == 2
+    assert len(server.udp_cache) == 5 and statistics.cached == 6  # one rendered response
 
 
 def test_cache_is_bounded(zones: ZoneSet, loop: Loop) -> None:
     server = DnsServer(zones, loop, cache_size=3)
     for index in range(10):
-        server.answer(dns.message.make_query(f"h{index}.example.com", "A").to_wire(), tcp=False)
+        spelling = "".join(char.upper() if index >> position & 1 else char
+                           for position, char in enumerate("example.com"))
+        server.answer(dns.message.make_query(spelling, "A").to_wire(), tcp=False)
     assert len(server.udp_cache) == 3
 
 

@@ -3,6 +3,8 @@ one port, SIGHUP reloads without losing a query, clean stop, errors, dig-like ou
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import shutil
 import signal
@@ -19,6 +21,10 @@ import dns.message
 import dns.rcode
 import pytest
 
+from muxio.cli.services import dns as dns_service
+from muxio.handlers.dns import ZoneSet
+from muxio.testing.matrix import matrix_backends
+from muxio.testing.server import LoopThread
 from tests.dns.helpers import ZONE_FILES, ZONES_DIR, ServedDns, free_port, tcp_query, udp_query
 
 DEADLINE = 30.0
@@ -100,14 +106,20 @@ def test_serve_dns_on_both_loopbacks_reload_and_stop(backend: str, tmp_path: Pat
         assert not failures
         assert set(answered) <= {"192.0.2.1", "192.0.2.201"}
 
-        # A broken file: the reload fails, the zones already served stay.
+        # A broken file: the reload fails (logged once read, off the loop), the zones
+        # already served stay.
         zone.write_text("$ORIGIN example.com.\nthis is not a zone file\n")
         process.send_signal(signal.SIGHUP)
+        assert process.stdout is not None and process.stderr is not None
+        log = ""
+        while "zone reload failed, still serving the previous zones" not in log:
+            logged = process.stderr.readline()
+            assert logged, f"the server exited: {log}"
+            log += logged
+        assert first_address(udp_query(query, port)) == "192.0.2.201"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=DEADLINE) == 0
-        assert process.stdout is not None and process.stderr is not None
         assert "dns stopped" in process.stdout.read()
-        assert "zone reload failed, still serving the previous zones" in process.stderr.read()
 
 
 def test_serve_dns_stops_cleanly_with_sigint(tmp_path: Path) -> None:
@@ -168,3 +180,86 @@ def test_muxio_resolve_nxdomain_no_reply_and_bad_arguments(served: ServedDns) ->
     bad_type = resolve_cli(served.backend, "example.com", "NOTATYPE", "--server",
                            f"127.0.0.1:{served.port}")
     assert bad_type.returncode == 2 and "unknown record type" in bad_type.stderr
+
+
+# -- reload safety (issue 13): what a SIGHUP may find, and the loop never waits on it --------
+
+
+@pytest.mark.parametrize("backend_name", [name for name in ("epoll", "poll")
+                                          if name in matrix_backends()])
+def test_reload_refuses_a_fifo_and_keeps_serving(backend_name: str, tmp_path: Path) -> None:
+    for source in ZONES_DIR.iterdir():
+        shutil.copy(source, tmp_path / source.name)
+    zone = tmp_path / "example.com.zone"
+    with muxio_serve_dns(backend_name, [zone]) as (process, port, _line):
+        zone.unlink()
+        os.mkfifo(zone)  # nobody will ever write to it: reading it would block forever
+        process.send_signal(signal.SIGHUP)
+        assert process.stderr is not None
+        log = ""
+        while "zone reload failed" not in log:  # the refusal, logged (an event)
+            line = process.stderr.readline()
+            assert line, f"the server exited: {log}"
+            log += line
+        assert "is a FIFO, not a regular file" in log
+        reply = udp_query(dns.message.make_query("www.example.com", "A"), port)
+        assert first_address(reply) == "192.0.2.1"  # the zones already served
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE) == 0  # SIGTERM works: nothing is stuck
+
+
+def test_an_empty_zone_file_is_one_clear_error_at_start(tmp_path: Path) -> None:
+    (tmp_path / "empty.zone").write_text("")
+    result = subprocess.run([sys.executable, "-m", "muxio", "serve", "dns", "--port", "0",
+                             "--zone", str(tmp_path / "empty.zone")],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"muxio: error: {tmp_path / 'empty.zone'}: the zone file holds no records: give it "
+        f"at least the zone's SOA and NS records"]
+
+
+def service_arguments(zone_files: list[Path]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    dns_service.add_arguments(parser)
+    args = parser.parse_args([argument for path in zone_files
+                              for argument in ("--zone", str(path))])
+    args.host, args.port, args.backlog, args.reuse_port = "127.0.0.1", 0, None, False
+    return args
+
+
+def test_reload_reads_the_zones_off_the_loop(tmp_path: Path) -> None:
+    """A loader stuck (as on a huge zone) while the loop answers from the old zones; a
+    SIGHUP meanwhile is folded into one more reload; then the new zones are served."""
+    for source in ZONES_DIR.iterdir():
+        shutil.copy(source, tmp_path / source.name)
+    zone = tmp_path / "example.com.zone"
+    entered, release = threading.Event(), threading.Event()
+    loads: list[str] = []
+
+    def stuck_loader(paths: list[str]) -> ZoneSet:
+        loads.append("started")
+        entered.set()
+        assert release.wait(DEADLINE)
+        return dns_service.load(paths)
+
+    query = dns.message.make_query("www.example.com", "A")
+    with LoopThread(matrix_backends()[0]) as runner:
+        service = runner.call(lambda loop: dns_service.start(loop, service_arguments([zone])))
+        runner.on_close(lambda loop: service.close())
+        port = service.udp_server.addresses[0][1]
+        service.loader = stuck_loader
+        zone.write_text(zone.read_text().replace("IN A     192.0.2.1", "IN A     192.0.2.201"))
+        runner.call(lambda loop: service.reload())
+        assert entered.wait(DEADLINE)
+        assert first_address(udp_query(query, port)) == "192.0.2.1"  # answered meanwhile
+        assert runner.call(lambda loop: service.reloading)
+        runner.call(lambda loop: service.reload())  # folded into one more
+        runner.call(lambda loop: service.reload())
+        release.set()
+        deadline = time.monotonic() + DEADLINE
+        while runner.call(lambda loop: service.server.statistics().reloads) < 2:
+            assert time.monotonic() < deadline, "the reloads did not finish"
+        assert first_address(udp_query(query, port)) == "192.0.2.201"
+        assert loads == ["started", "started"]
+        assert not runner.call(lambda loop: service.reloading)

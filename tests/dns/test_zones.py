@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 from pathlib import Path
 
 import dns.name
@@ -96,3 +99,63 @@ def test_closest_enclosing_zone() -> None:
     assert zones.find(name("0.192.in-addr.arpa")) is None
     assert zones.find(name("example.net")) is None
     assert zones.find(dns.name.root) is None
+
+
+# -- hostile zone files: what a reload may find at the path ----------------------------------
+
+HEAD = "$ORIGIN hostile.test.\n$TTL 60\n" + SOA
+
+
+def load_in_thread(path: Path, **options: int) -> ZoneError | None:
+    """load_zone in a daemon thread, joined with a deadline: a regression that blocks on
+    a FIFO fails this test instead of hanging the suite."""
+    outcome: list[ZoneError | None] = []
+
+    def run() -> None:
+        try:
+            load_zone(path, **options)
+            outcome.append(None)
+        except ZoneError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10.0)
+    assert outcome, f"load_zone({path}) blocked"
+    return outcome[0]
+
+
+def test_a_fifo_or_a_directory_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.zone")
+    error = load_in_thread(tmp_path / "fifo.zone")
+    assert error is not None and "is a FIFO, not a regular file" in str(error)
+    error = load_in_thread(tmp_path)
+    assert error is not None and "is a directory, not a regular file" in str(error)
+
+
+@pytest.mark.parametrize(("include", "message"), [
+    ("fifo.inc", r"hostile\.zone:\d+: \$INCLUDE .*fifo\.inc: not a regular file \(a FIFO\)"),
+    (".", r"\$INCLUDE .*: not a regular file \(a directory\)"),
+    ("self.inc", r"self\.inc:\d+: \$INCLUDE .*self\.inc: nested more than 8 deep"),
+])
+def test_includes_of_a_fifo_a_directory_or_itself_are_refused(
+        tmp_path: Path, include: str, message: str) -> None:
+    os.mkfifo(tmp_path / "fifo.inc")
+    (tmp_path / "self.inc").write_text("$INCLUDE self.inc\n")
+    (tmp_path / "hostile.zone").write_text(HEAD + f"$INCLUDE {include}\n")
+    error = load_in_thread(tmp_path / "hostile.zone")
+    assert error is not None and re.search(message, str(error)), error
+
+
+@pytest.mark.parametrize("content", ["", "\n; only a comment\n", "$ORIGIN hostile.test.\n"])
+def test_a_zone_file_without_records_is_a_clear_error(tmp_path: Path, content: str) -> None:
+    (tmp_path / "empty.zone").write_text(content)
+    with pytest.raises(ZoneError, match=r"empty\.zone: the zone file holds no records"):
+        load_zone(tmp_path / "empty.zone")
+
+
+def test_generate_stops_at_the_record_limit(tmp_path: Path) -> None:
+    (tmp_path / "hostile.zone").write_text(HEAD + "$GENERATE 1-300000 h$ A 192.0.2.1\n")
+    error = load_in_thread(tmp_path / "hostile.zone", max_records=500)
+    assert error is not None and "more than 500 records" in str(error)
+    assert len(load_zone(ZONE_FILES[0], max_records=100).rrsets) > 10  # under it: loads

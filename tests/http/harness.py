@@ -118,6 +118,7 @@ def describe(events: list[object]) -> list[object]:
     return out
 
 
+
 # -- a raw blocking client -----------------------------------------------------------------
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,9 @@ SIZE = 1 << 30
 MARK = 4096
 RSS_GROWTH_LIMIT = 32 * 1024 * 1024
 """The server may grow by this much at most while sending 1 GiB (buffers, allocator)."""
-TIME_LIMIT = 120.0
+DEADLINE = 120.0
+"""A socket wait longer than this (no byte at all) fails the test; the download's speed is
+measured by benchmarks, never asserted here."""
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_one_gib_download_is_identical_with_flat_rss(backend: str,
     argv = ["-m", "muxio", "serve", "http", "--backend", backend, "--host", "127.0.0.1",
             "--port", "0", "--root", str(root)]
     with serve_process(argv) as (process, port), \
-            socket.create_connection(("127.0.0.1", port), timeout=TIME_LIMIT) as sock:
+            socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
         sock.sendall(b"GET /1g.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         head = b""
         while b"\r\n\r\n" not in head:
@@ -64,7 +65,6 @@ def test_one_gib_download_is_identical_with_flat_rss(backend: str,
         received = len(first)
         buffer = bytearray(1 << 20)
         view = memoryview(buffer)
-        started = time.monotonic()
         next_sample = 0
         while received < SIZE:
             count = sock.recv_into(buffer)
@@ -74,7 +74,6 @@ def test_one_gib_download_is_identical_with_flat_rss(backend: str,
             if received >= next_sample:
                 peak = max(peak, rss(process.pid))
                 next_sample += 16 << 20
-            assert time.monotonic() - started < TIME_LIMIT, "the download is too slow"
     assert received == SIZE
     assert digest.hexdigest() == expected
     assert peak - baseline < RSS_GROWTH_LIMIT, (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -61,7 +60,8 @@ def test_serve_http_root(backend: str, root: Path) -> None:
 
 
 @pytest.mark.parametrize("arguments", [["--root", "/nonexistent/dir"],
-                                       ["--header-timeout", "0"], ["--max-body", "-1"]])
+                                       ["--header-timeout", "0"], ["--max-body", "-1"],
+                                       ["--send-timeout", "-5"]])
 def test_bad_options_are_reported(arguments: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "muxio", "serve", "http", "--port", "0",
                              *arguments], capture_output=True, text=True, timeout=DEADLINE,
@@ -84,10 +84,8 @@ def test_same_handler_on_asyncio(root: Path) -> None:
             ranged = client.request("GET", "/large.bin", headers=[("Range", "bytes=-10")])
             assert ranged.status == 206 and len(ranged.body) == 10
         with Client(port) as slow:
-            started = time.monotonic()
             slow.send(b"GET / HTTP/1.1\r\n")
             assert wait_readable(slow.sock, DEADLINE)
             response = slow.read_response()
-            assert response.status == 408
-            assert 0.4 < time.monotonic() - started < 5.0
+            assert response.status == 408  # only the header timer answers 408
             assert slow.is_closed_by_server()

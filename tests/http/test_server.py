@@ -187,18 +187,15 @@ class GoodClient(threading.Thread):
         self.progress = threading.Condition()
         self.served = 0
         self.failures: list[str] = []
-        self.slowest = 0.0
 
     def run(self) -> None:
         with Client(self.port, timeout=10) as client:
             while not self.stop.is_set():
-                started = time.monotonic()
                 try:
                     response = client.request("GET", f"/p/{self.served}")
-                except OSError as exc:
+                except OSError as exc:  # including the client's 10 s socket timeout
                     self.failures.append(repr(exc))
                     return
-                self.slowest = max(self.slowest, time.monotonic() - started)
                 if response.body != f"GET /p/{self.served}?".encode():
                     self.failures.append(f"wrong body {response.body!r}")
                     return
@@ -213,17 +210,16 @@ class GoodClient(threading.Thread):
 
 def slowloris(port: int, results: dict[str, object]) -> None:
     """Sends a long head one byte at a time, pacing on the socket: stops when the server
-    answers or closes. Records the status, the time taken and the bytes sent."""
+    answers or closes. Records the status and the bytes sent."""
     head = build_request("GET", "/", headers=[("X-Pad", "p" * 300)])
     with Client(port, timeout=10) as client:
-        started = time.monotonic()
         sent = 0
         while sent < len(head) - 1 and not wait_readable(client.sock, 0.02):
             client.send(head[sent:sent + 1])
             sent += 1
         response = client.read_response()
-        results.update(status=response.status, seconds=time.monotonic() - started,
-                       sent=sent, closed=client.is_closed_by_server(), total=len(head))
+        results.update(status=response.status, sent=sent,
+                       closed=client.is_closed_by_server(), total=len(head))
 
 
 def test_bad_input_corpus_while_a_good_client_is_served(backend: str) -> None:
@@ -247,9 +243,10 @@ def test_bad_input_corpus_while_a_good_client_is_served(backend: str) -> None:
     assert outcomes == expected
     assert not good.failures, good.failures
     assert still_served, "the good client stopped being served"
-    assert good.slowest < 5.0, f"a good request took {good.slowest:.2f} s"
+    # The slowloris got 408 (only the header timer answers that) before it could finish
+    # its head, however slowly the machine ran: the deadline is the first byte's, not
+    # extended by trickling (the exact time is checked on the fake clock, test_protocol).
     assert slow["status"] == 408 and slow["closed"] is True, slow
-    assert isinstance(slow["seconds"], float) and 0.9 <= slow["seconds"] < 5.0, slow
     assert isinstance(slow["sent"], int) and isinstance(slow["total"], int)
     assert slow["sent"] < slow["total"] - 1, slow
 

@@ -30,7 +30,8 @@ INTERESTING_U32 = [0, 1, 2, 23, 24, 127, 128, 255, 256, 0xFFFF, 0x7FFFFFFF, 0x80
 
 
 def expected_code(datagram: bytes, conv: int) -> int:
-    """input()'s return code, computed independently from the spec (section 7)."""
+    """input()'s return code, computed independently from the protocol description
+    (docs/kcp.md, "The KCP protocol", section 4)."""
     if len(datagram) < 24:
         return -1
     offset = 0

@@ -1,5 +1,6 @@
-"""The reference sheet's test vectors (KCP-SPEC.md section 14), on our core and - when
-siokcp is installed - on the C reference too, so the vectors themselves are checked."""
+"""The test vectors of the KCP protocol (docs/kcp.md, "The KCP protocol", section 9, and
+more), on our core and - when siokcp is installed - on the C reference too, so the vectors
+themselves are checked."""
 
 from __future__ import annotations
 

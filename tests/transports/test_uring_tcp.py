@@ -209,3 +209,42 @@ def test_completion_mode_matches_the_stress_model(seed: int, buffers: tuple[int,
         result = run_scenario(scenario, loop=loop, serve=uring_tcp.serve,
                               connect=uring_tcp.connect, transport_name="tcp")
     assert result.problems == [], "\n".join(result.problems)
+
+
+class Echo(Protocol):
+    def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class Collector(Protocol):
+    def __init__(self) -> None:
+        self.received = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+
+def test_the_uring_completion_backend_hands_tcp_to_completion_mode() -> None:
+    """`--backend uring-completion`: tcp.serve/connect (what every service and handler
+    uses) run in completion mode, chosen by the backend's capability alone."""
+    with Loop("uring-completion") as loop:
+        server = tcp.serve(Echo, "127.0.0.1", 0, loop=loop)
+        assert isinstance(server, uring_tcp.UringTcpServer)
+        client = Collector()
+        transport, _ = loop.run_until_complete(
+            tcp.connect(lambda: client, "127.0.0.1", server.port, loop=loop), timeout=20)
+        assert isinstance(transport, uring_tcp.UringTcpTransport)
+        transport.write(b"through the ring")
+        loop.run_until(lambda: client.received == b"through the ring", timeout=20)
+        transport.close()
+        server.close()
+        server.abort_clients()
+        for _ in range(5):
+            loop.run_once(0)
+    with Loop("uring") as loop:
+        server = tcp.serve(Echo, "127.0.0.1", 0, loop=loop)
+        assert isinstance(server, tcp.TcpServer)  # readiness mode stays the default
+        server.close()

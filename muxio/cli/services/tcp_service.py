@@ -1,5 +1,5 @@
 """A Service made of one stream server, TCP or KCP, with or without TLS (what echo, http
-and chat need)."""
+and chat need); the server itself comes from `muxio.cli.services.serve_stream`."""
 
 from __future__ import annotations
 
@@ -7,32 +7,10 @@ import argparse
 import socket
 from typing import Any
 
-from muxio.cli.tls_options import server_context_from
-from muxio.loop import Loop
-from muxio.protocols import ProtocolFactory
-from muxio.transports import tcp, tls
-from muxio.transports.registry import stream_transport
-
 
 def format_address(address: tuple[str, int]) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def serve_stream(factory: ProtocolFactory, args: argparse.Namespace, loop: Loop) -> Any:
-    """`factory` served on `args.transport` (tcp unless given), over TLS with --tls-cert."""
-    name = getattr(args, "transport", "tcp")
-    options: dict[str, Any] = {}
-    if name == "tcp":
-        over: Any = tcp.serve
-        options = {"backlog": args.backlog, "reuse_port": args.reuse_port}
-    else:
-        over = stream_transport(name).serve
-    context = server_context_from(args)
-    if context is None:
-        return over(factory, args.host, args.port, loop=loop, **options)
-    return tls.serve(factory, args.host, args.port, loop=loop, context=context, over=over,
-                     handshake_timeout=args.tls_handshake_timeout, **options)
 
 
 def transport_label(args: argparse.Namespace) -> str:

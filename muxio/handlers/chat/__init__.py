@@ -7,6 +7,8 @@
   `ChatServerProtocol` (a thin shell per connection: flow control, heartbeats).
 - client.py: `ChatClientProtocol` and `ChatClientHandler`, what the `muxio chat` CLI,
   the tests and the benchmark talk through.
+- hosting.py: `protocol_factory(scheduler, config)` and the options, for every host
+  (`muxio serve chat`, `python -m adapters --service chat`; see `muxio.handlers`).
 
 Timers come from a `muxio.protocols.Scheduler` handed in by the service wiring; this package
 imports nothing from muxio but `muxio.protocols`, so the same code runs on every backend,
@@ -35,6 +37,13 @@ from muxio.handlers.chat.framing import (
     FrameTooLargeError,
 )
 from muxio.handlers.chat.heartbeat import Heartbeat
+from muxio.handlers.chat.hosting import (
+    ALPN,
+    DESCRIPTION,
+    add_arguments,
+    config_from,
+    protocol_factory,
+)
 from muxio.handlers.chat.messages import (
     MESSAGE_OVERHEAD,
     MESSAGE_TYPES,
@@ -92,4 +101,6 @@ __all__ = [
     "MalformedFrameError", "Message", "MessageClass", "MessageType", "NameOk", "Ping",
     "Pong", "Reply", "Role", "Send", "SendOk", "State", "TimeOk", "UnknownTypeError",
     "decode", "encode", "message_class", "peer_address", "type_name",
+    # hosting shape (muxio.handlers)
+    "ALPN", "DESCRIPTION", "add_arguments", "config_from", "protocol_factory",
 ]

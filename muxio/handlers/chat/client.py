@@ -218,8 +218,6 @@ class ChatClientProtocol(Protocol):
         transport.write(frame)
 
     def data_received(self, data: bytes) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.last_heard = self.scheduler.time()
         session = self.session
         session.receive_data(data)
         while not self.closed:
@@ -233,6 +231,9 @@ class ChatClientProtocol(Protocol):
                 self._invalid(event)
                 return
             assert isinstance(event, Message)
+            if self.heartbeat is not None:
+                # A complete frame proves the server alive; a dripped byte does not.
+                self.heartbeat.last_heard = self.scheduler.time()
             self._dispatch(event)
 
     def eof_received(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from muxio.handlers.chat.framing import DEFAULT_MAX_FRAME, check_max_frame
@@ -30,7 +31,30 @@ class ChatServerConfig:
     max_clients: int = 10_000
     """Clients in the list at once; one more HELLO gets SERVER_FULL and is closed."""
     max_protocol_errors: int = 100
-    """Invalid frames in a row (each answered with ERROR) before the client is dropped."""
+    """Invalid frames in a row (each answered with ERROR) before the client is dropped
+    (it still reads those ERRORs and a CLOSING saying why: see linger_timeout)."""
+    hello_timeout: float = 10.0
+    """A connection that has not completed HELLO this long after it opened gets CLOSING
+    and is closed (PINGs keep the heartbeat happy, not an un-greeted connection)."""
+    max_ungreeted: int = 512
+    """Connections still without HELLO_OK at once. Past it, the oldest of them are evicted
+    (CLOSING, then closed) once they have waited `ungreeted_grace`, as NSD does with
+    tcp-count: a flood of connections that never greet cannot hold every fd and lock out
+    the clients that do. Keep it well below the process's fd limit (ulimit -n)."""
+    ungreeted_grace: float = 1.0
+    """How long a connection may wait for its HELLO to be read before it can be evicted
+    for being over max_ungreeted: in a storm of connections (a thousand clients
+    reconnecting at once) the server accepts faster than it reads, and the HELLOs waiting
+    in the sockets must not cost their clients the connection."""
+    frames_per_turn: int = 32
+    """Frames handled for one connection before the others (and the loop's timers and
+    signals) get their turn; the rest of what it pipelined waits, with its reading
+    paused, for the next loop iteration."""
+    linger_timeout: float = 2.0
+    """When the server closes a connection (BYE_OK, CLOSING, too many invalid frames, the
+    hello deadline), how long the last frames have to go out (and what the client still
+    sends is read and dropped, so that it reads them instead of a reset) before the
+    connection is dropped."""
 
     def __post_init__(self) -> None:
         check_heartbeat(self.heartbeat_interval, self.heartbeat_misses,
@@ -40,10 +64,16 @@ class ChatServerConfig:
             check_max_frame(self.max_frame)
         except ValueError as exc:
             raise ValueError(f"ChatServerConfig.{exc}") from None
-        for name in ("high_water", "max_clients", "max_protocol_errors"):
+        for name in ("high_water", "max_clients", "max_protocol_errors", "max_ungreeted",
+                     "frames_per_turn"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ChatServerConfig.{name} must be >= 1, "
                                  f"got {getattr(self, name)}")
+        for name in ("hello_timeout", "linger_timeout", "ungreeted_grace"):
+            value = getattr(self, name)
+            if not value > 0 or math.isinf(value):
+                raise ValueError(f"ChatServerConfig.{name} must be a finite number of seconds "
+                                 f"> 0, got {value}")
         least = max(self.high_water, self.max_frame) * 2
         if self.max_output_buffer < least:
             raise ValueError(

@@ -2,7 +2,9 @@
 
 Theory of operation
 -------------------
-The shell calls `heard()` whenever bytes arrive (a cheap assignment of the clock). One timer
+The shell calls `heard()` (or sets `last_heard`) whenever a complete frame arrives: bytes
+alone prove nothing, since a peer dripping one byte of an unfinished frame now and then
+would otherwise never be found dead. One timer
 per connection, aligned on the last time we heard from the peer, looks at the silence:
 
 - silent for a whole `interval` (or 2, 3... of them): send a PING, so that an idle but alive

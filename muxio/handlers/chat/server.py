@@ -22,22 +22,44 @@ end (or per 16 KiB of a connection's own answers): a burst of pipelined requests
   `max_output_buffer`; past that the recipient is dropped (logged as a slow receiver) and
   the sender gets NOT_DELIVERED.
 
-Dead peers: a `Heartbeat` per connection PINGs after each interval of silence and drops
-the client after `interval x misses` (its transport is aborted: a peer that sends no FIN
-would otherwise hold its entry forever).
+Turns: one connection gets at most `frames_per_turn` frames handled per loop iteration.
+When it has pipelined more, its reading is paused and the rest waits (as bytes in its
+session) for a `call_soon` in the next iteration, after every other connection's turn and
+the loop's timers and signals. So 500 clients pipelining 200 LISTs each delay a timer, a
+signal (SIGTERM) or another client by at most `frames_per_turn` frames per connection,
+not by 100 000 frames.
+
+Broadcasts (JOINED, LEFT) are appended to a per-iteration *feed* and given to each
+listed client once per iteration (the feed's frames after the point where that client
+joined), or earlier, right before anything else is written to it, so the order each
+client sees is unchanged. A join storm of N clients therefore costs N writes per loop
+iteration instead of N x N / 2 Python-level deliveries. LIST answers come from an
+encoded list kept until someone joins or leaves.
+
+Liveness: a `Heartbeat` per connection PINGs after each interval of silence and drops the
+client after `interval x misses` (its transport is aborted: a peer that sends no FIN would
+otherwise hold its entry forever). Only a complete frame counts as hearing from the peer:
+a peer dripping one byte of an unfinished frame is silent. A connection that has not
+completed HELLO within `hello_timeout` gets CLOSING and is closed, and at most
+`max_ungreeted` connections may wait for HELLO at once: past that, the oldest of them are
+evicted as soon as they have waited `ungreeted_grace` (a second: a client that sends HELLO
+at once is greeted long before, even in a storm of connections that the server accepts
+faster than it reads), so a flood of connections that never greet cannot hold every fd.
 
 Leaving (BYE, EOF, reset, heartbeat timeout, slow receiver, too many invalid frames) removes
-the client from the table at once and sends LEFT to the others. Broadcasts run from a queue
-so that a drop caused by a broadcast (a slow receiver of LEFT) is announced after it, not
-recursively inside it.
+the client from the table at once and sends LEFT to the others. A client dropped for too
+many invalid frames still reads its ERROR frames and a CLOSING saying why: the server
+half-closes and drains what the client still sends for `linger_timeout`, so that the
+client reads them instead of a reset. Every close the server starts is bounded the same
+way: a connection whose last frames are not taken within `linger_timeout` is aborted.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import struct
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -47,6 +69,7 @@ from muxio.handlers.chat.errors import ErrorCode
 from muxio.handlers.chat.framing import CLOSED
 from muxio.handlers.chat.heartbeat import Heartbeat
 from muxio.handlers.chat.messages import (
+    HEADER_SIZE,
     LIST_HEAD_SIZE,
     MAX_ADDRESS,
     MESSAGE_OVERHEAD,
@@ -78,12 +101,15 @@ from muxio.handlers.chat.messages import (
     truncate_utf8,
 )
 from muxio.handlers.chat.session import ChatSession, InvalidFrame, Role, State
-from muxio.protocols import Protocol, Scheduler, Transport
+from muxio.protocols import Cancellable, Protocol, Scheduler, Transport
 
 log = logging.getLogger("muxio.chat")
 
 _FLUSH_AT = 16 * 1024
 """Own answers are written once this many bytes are collected (or at the end of a read)."""
+_REQUEST_ID = struct.Struct(">I")
+_ID_AT = HEADER_SIZE - _REQUEST_ID.size
+"""Where a frame's request id starts (after the length and the type)."""
 
 
 def peer_address(peername: Any) -> tuple[str, int]:
@@ -118,12 +144,25 @@ class ChatServer:
         """Connections whose events are being handled (nested through resume_writing)."""
         self._pending: list[ChatServerProtocol] = []
         """Connections with frames queued while busy, written when handling ends."""
-        self._broadcasts: deque[tuple[bytes, ChatServerProtocol | None]] = deque()
-        self._broadcasting = False
+        self._feed: list[bytes] = []
+        """This iteration's broadcast frames (JOINED, LEFT), in order."""
+        self._feed_ends: list[int] = [0]
+        """_feed_ends[i]: bytes of the feed before its frame i."""
+        self._feed_bytes = b""
+        self._feed_epoch = 0
+        """Counts the feeds handed out: a connection's position in an older one is 0."""
+        self._feed_flush: Cancellable | None = None
+        self._list_cache: list[bytes] | None = None
+        """LIST_OK frames of the current list (request id 0), until a join or leave."""
+        self._ungreeted: dict[ChatServerProtocol, float] = {}
+        """Connections without HELLO_OK yet -> when they connected, oldest first."""
+        self._sweep_timer: Cancellable | None = None
+        self._sweep_when = 0.0
         self._closed = False
-        self.stats: dict[str, int] = {"forwarded": 0, "not_delivered": 0, "invalid_frames": 0,
-                                      "dropped_slow": 0, "dropped_timeout": 0,
-                                      "dropped_errors": 0}
+        self.stats: dict[str, int] = {
+            "frames": 0, "forwarded": 0, "not_delivered": 0, "invalid_frames": 0,
+            "dropped_slow": 0, "dropped_timeout": 0, "dropped_errors": 0,
+            "hello_timeouts": 0, "evicted_ungreeted": 0}
 
     # -- what connections use ------------------------------------------------------------
 
@@ -143,6 +182,11 @@ class ChatServer:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def ungreeted(self) -> int:
+        """Open connections still without HELLO_OK."""
+        return len(self._ungreeted)
+
     def _greet(self, conn: ChatServerProtocol) -> int | None:
         """Give `conn` an id and list it; None if the server is full."""
         if len(self._clients) >= self.config.max_clients:
@@ -150,6 +194,13 @@ class ChatServer:
         client_id = self._next_id
         self._next_id += 1
         self._clients[client_id] = conn
+        self._ungreeted.pop(conn, None)
+        self._list_cache = None
+        conn.listed = True
+        # It hears about what happens from now on, not about this iteration's earlier
+        # joins and leaves (LIST tells it who is there).
+        conn._feed_epoch = self._feed_epoch
+        conn._feed_seen = len(self._feed)
         return client_id
 
     def _announce_joined(self, conn: ChatServerProtocol) -> None:
@@ -161,13 +212,18 @@ class ChatServer:
         if self._clients.get(conn.client_id) is not conn:
             return
         del self._clients[conn.client_id]
+        conn.listed = False
+        self._list_cache = None
         log.debug("client %d (%s port %d) left: %s", conn.client_id, conn.address, conn.port,
                   reason.name.lower().replace("_", " "))
         if not self._closed:
             self._broadcast(encode(Left(client_id=conn.client_id, reason=reason)), None)
 
-    def drop(self, conn: ChatServerProtocol, reason: LeaveReason, detail: str) -> None:
-        """Cut a client off now (its transport is aborted) and log why."""
+    def drop(self, conn: ChatServerProtocol, reason: LeaveReason, detail: str, *,
+             closing: str | None = None) -> None:
+        """Cut a client off now and log why. With `closing`, it first reads what was
+        queued for it and a CLOSING with that reason (bounded by linger_timeout);
+        otherwise its transport is aborted."""
         if conn.dropped:
             return
         conn.dropped = True
@@ -177,8 +233,12 @@ class ChatServer:
                LeaveReason.PROTOCOL_ERRORS: "dropped_errors"}.get(reason)
         if key is not None:
             self.stats[key] += 1
+        self._ungreeted.pop(conn, None)
         self._leave(conn, reason)
-        conn._abort()
+        if closing is not None:
+            conn._linger_out(closing)
+        else:
+            conn._abort()
 
     def _flush_pending(self) -> None:
         pending = self._pending
@@ -188,19 +248,92 @@ class ChatServer:
             for conn in batch:
                 conn._flush()
 
+    # -- broadcasts: one feed per loop iteration ---------------------------------------------
+
     def _broadcast(self, frame: bytes, exclude: ChatServerProtocol | None) -> None:
-        self._broadcasts.append((frame, exclude))
-        if self._broadcasting:
-            return  # the outer call drains the queue: no recursion through drops
-        self._broadcasting = True
-        try:
-            while self._broadcasts:
-                frame, exclude = self._broadcasts.popleft()
-                for conn in list(self._clients.values()):
-                    if conn is not exclude and not conn.dropped:
-                        conn.deliver(frame)
-        finally:
-            self._broadcasting = False
+        """Queue `frame` for every listed client but `exclude` (see the module docstring:
+        delivered once per iteration, or before anything else written to a client)."""
+        self._feed.append(frame)
+        self._feed_ends.append(self._feed_ends[-1] + len(frame))
+        if exclude is not None:
+            exclude._feed_epoch = self._feed_epoch
+            exclude._feed_seen = len(self._feed)
+        if self._feed_flush is None:
+            self._feed_flush = self.scheduler.call_soon(self._flush_feed)
+
+    def _feed_from(self, start: int) -> bytes:
+        """The feed's frames from frame `start` on, as one bytes object."""
+        if len(self._feed_bytes) != self._feed_ends[-1]:
+            self._feed_bytes = b"".join(self._feed)
+        if not start:
+            return self._feed_bytes
+        return self._feed_bytes[self._feed_ends[start]:]
+
+    def _flush_feed(self) -> None:
+        """Give every listed client the feed's frames it has not had; start a new feed."""
+        self._feed_flush = None
+        feed = self._feed
+        while True:
+            length = len(feed)
+            for conn in list(self._clients.values()):
+                conn._catch_up()
+            if len(feed) == length:  # no drop (slow receiver) added a LEFT meanwhile
+                break
+        self._feed = []
+        self._feed_ends = [0]
+        self._feed_bytes = b""
+        self._feed_epoch += 1
+
+    # -- greeting deadlines ------------------------------------------------------------------
+
+    def _await_hello(self, conn: ChatServerProtocol) -> None:
+        """A new connection: it has hello_timeout to greet; past max_ungreeted, the oldest
+        un-greeted ones are evicted once they have waited ungreeted_grace."""
+        self._ungreeted[conn] = self.scheduler.time()
+        if self._sweep_timer is None or len(self._ungreeted) > self.config.max_ungreeted:
+            self._sweep_ungreeted()
+
+    def _sweep_ungreeted(self) -> None:
+        """Close the un-greeted connections past their hello deadline, evict the oldest
+        while there are too many (and they are old enough), and arm the timer for the next
+        time one of these is due. The dict is in connection order: only its front matters."""
+        config = self.config
+        ungreeted = self._ungreeted
+        now = self.scheduler.time()
+        while ungreeted:
+            conn, since = next(iter(ungreeted.items()))
+            if since + config.hello_timeout <= now:
+                del ungreeted[conn]
+                self.stats["hello_timeouts"] += 1
+                log.debug("closing %s port %d: no HELLO within %g s", conn.address,
+                          conn.port, config.hello_timeout)
+                conn.close(f"no HELLO within {config.hello_timeout:g} s")
+            elif len(ungreeted) > config.max_ungreeted and since + config.ungreeted_grace <= now:
+                del ungreeted[conn]
+                self.stats["evicted_ungreeted"] += 1
+                log.debug("evicting %s port %d: more than %d connections wait for HELLO",
+                          conn.address, conn.port, config.max_ungreeted)
+                # No lingering: the point is to give its fd back now.
+                conn.close(f"more than {config.max_ungreeted} connections are waiting for "
+                           f"HELLO; this one waited longest", linger=False)
+            else:
+                break
+        if not ungreeted:
+            return
+        since = next(iter(ungreeted.values()))
+        due = since + config.hello_timeout
+        if len(ungreeted) > config.max_ungreeted:
+            due = min(due, since + config.ungreeted_grace)
+        if self._sweep_timer is not None:
+            if self._sweep_when <= due:
+                return  # fires first; it looks again then
+            self._sweep_timer.cancel()
+        self._sweep_when = due
+        self._sweep_timer = self.scheduler.call_later(max(0.0, due - now), self._sweep_due)
+
+    def _sweep_due(self) -> None:
+        self._sweep_timer = None
+        self._sweep_ungreeted()
 
     def _forward(self, sender: ChatServerProtocol, request: Send) -> Message:
         """Deliver a SEND; the response for the sender."""
@@ -250,6 +383,20 @@ class ChatServer:
             size += entry_size
         yield ListOk(request_id=request_id, clients=tuple(entries), more=False)
 
+    def list_frames(self, request_id: int) -> bytes:
+        """The encoded LIST_OK frames for `request_id`: the list is encoded once per
+        join or leave, not per request (a LIST flood costs a join of bytes per LIST)."""
+        frames = self._list_cache
+        if frames is None:
+            frames = self._list_cache = [encode(response)
+                                         for response in self.list_responses(0)]
+        request = _REQUEST_ID.pack(request_id)
+        if len(frames) == 1:
+            frame = frames[0]
+            return b"".join((frame[:_ID_AT], request, frame[HEADER_SIZE:]))
+        return b"".join(piece for frame in frames
+                        for piece in (frame[:_ID_AT], request, frame[HEADER_SIZE:]))
+
     def time_response(self, request_id: int) -> TimeOk:
         now = self.wall_clock()
         text = datetime.fromtimestamp(now, timezone.utc).astimezone().isoformat(
@@ -260,9 +407,12 @@ class ChatServer:
 
     def _attach(self, conn: ChatServerProtocol) -> None:
         self.connections.add(conn)
+        if not self._closed:
+            self._await_hello(conn)
 
     def _detach(self, conn: ChatServerProtocol, reason: LeaveReason) -> None:
         self.connections.discard(conn)
+        self._ungreeted.pop(conn, None)
         self._leave(conn, reason)
 
     def close(self, reason: str = "the server is shutting down") -> None:
@@ -272,6 +422,11 @@ class ChatServer:
             return
         self._closed = True
         log.info("closing %d connections: %s", len(self.connections), reason)
+        for timer in (self._sweep_timer, self._feed_flush):
+            if timer is not None:
+                timer.cancel()
+        self._sweep_timer = self._feed_flush = None
+        self._ungreeted.clear()
         for conn in list(self.connections):
             conn.close(reason)
         self._clients.clear()
@@ -282,8 +437,9 @@ class ChatServerProtocol(Protocol):
 
     __slots__ = (
         "server", "config", "transport", "session", "client_id", "address", "port",
-        "heartbeat", "dropped", "_out", "_out_size", "_queued", "_writing_paused",
-        "_reading_paused", "_closed", "_errors", "_ping_id", "_handlers")
+        "heartbeat", "dropped", "listed", "_out", "_out_size", "_queued", "_writing_paused",
+        "_reading_paused", "_closed", "_errors", "_ping_id", "_handlers", "_continuation",
+        "_lingering", "_linger_timer", "_feed_epoch", "_feed_seen")
 
     def __init__(self, server: ChatServer) -> None:
         self.server = server
@@ -297,6 +453,8 @@ class ChatServerProtocol(Protocol):
         self.heartbeat = Heartbeat(server.scheduler, config.heartbeat_interval,
                                    config.heartbeat_misses, self._send_ping, self._peer_dead)
         self.dropped = False
+        self.listed = False
+        """In the client list: it receives JOINED/LEFT (the server sets it)."""
         self._out: list[bytes] = []
         self._out_size = 0
         self._queued = False
@@ -305,6 +463,11 @@ class ChatServerProtocol(Protocol):
         self._closed = False
         self._errors = 0
         self._ping_id = 0
+        self._continuation: Cancellable | None = None  # the rest of a turn, call_soon
+        self._lingering = False  # half-closed after a drop: the client's bytes are dropped
+        self._linger_timer: Cancellable | None = None
+        self._feed_epoch = -1  # which broadcast feed _feed_seen counts frames of
+        self._feed_seen = 0
         self._handlers: dict[type[Message], Callable[[Any], None]] = {
             Hello: self._on_hello, GetTime: self._on_time, GetName: self._on_name,
             GetList: self._on_list, Send: self._on_send, Ping: self._on_ping,
@@ -330,13 +493,19 @@ class ChatServerProtocol(Protocol):
         self.heartbeat.start()
 
     def data_received(self, data: bytes) -> None:
-        self.heartbeat.last_heard = self.server.scheduler.time()
+        # Bytes alone do not prove the peer alive: a complete frame does (see _process).
+        if self._lingering:
+            return  # dropped: what it still sends is read and discarded
         self.session.receive_data(data)
-        self._process()
+        if self._continuation is None:  # else the scheduled turn takes it
+            self._process()
 
     def eof_received(self) -> bool:
+        if self._lingering:
+            return False  # it read our last frames and closed: done
         self.session.receive_data(b"")
-        self._process()
+        if self._continuation is None:
+            self._process()
         # Stay open until the answers to what was already received are out; the CLOSED
         # event (or the drop) closes the transport.
         return True
@@ -351,6 +520,10 @@ class ChatServerProtocol(Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.heartbeat.stop()
+        for timer in (self._continuation, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self._continuation = self._linger_timer = None
         self._out.clear()
         self.server._detach(self, LeaveReason.CLOSED)
         self.transport = None
@@ -358,48 +531,70 @@ class ChatServerProtocol(Protocol):
     # -- events --------------------------------------------------------------------------
 
     def _process(self) -> None:
-        """Answer events until the session needs data or our writing is paused."""
+        """Answer events until the session needs data, our writing is paused, or this
+        turn's `frames_per_turn` are used up (the rest continues from call_soon)."""
         if self._stopped():
             return
         session = self.session
         handlers = self._handlers
         server = self.server
+        budget = self.config.frames_per_turn
+        handled = 0
         server._busy += 1
         try:
             while not self._writing_paused:
+                if handled == budget:
+                    if self._continuation is None:
+                        self._continuation = server.scheduler.call_soon(self._next_turn)
+                    break
                 event = session.next_event()
                 if isinstance(event, Message):
+                    handled += 1
                     self._errors = 0
                     handlers[type(event)](event)
                 elif isinstance(event, InvalidFrame):
+                    handled += 1
                     self._on_invalid(event)
                 else:
                     if event is CLOSED:
                         self._finish()
                     break  # CLOSED or NEED_DATA
                 if self._stopped():
-                    return
+                    break
                 if self._out_size >= _FLUSH_AT:
                     self._flush()
         finally:
+            if handled:
+                server.stats["frames"] += handled
+                # A complete frame (valid or not) is what proves the peer alive.
+                self.heartbeat.last_heard = server.scheduler.time()
             server._busy -= 1
             if not server._busy:
                 server._flush_pending()
+        self._update_reading()
+
+    def _next_turn(self) -> None:
+        self._continuation = None
+        self._process()
+
+    def _update_reading(self) -> None:
+        """Read while neither our answers are backed up nor a turn is pending."""
         transport = self.transport
         if transport is None or self._stopped() or transport.is_closing():
             return
-        if self._writing_paused:
-            if not self._reading_paused:
-                self._reading_paused = True
+        paused = self._writing_paused or self._continuation is not None
+        if paused is not self._reading_paused:
+            self._reading_paused = paused
+            if paused:
                 transport.pause_reading()
-        elif self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
+            else:
+                transport.resume_reading()
 
     def _stopped(self) -> bool:
-        """Closed or dropped: no more events are taken (a method, so that checks after
-        calls that may drop us are not narrowed away)."""
-        return self._closed or self.dropped
+        """Closed, dropped or closing with CLOSING sent: no more events are taken and
+        nothing more is written (a method, so that checks after calls that may drop us are
+        not narrowed away)."""
+        return self._closed or self.dropped or self._lingering
 
     def _respond(self, message: Message) -> None:
         self._write(self.session.send(message))
@@ -407,7 +602,10 @@ class ChatServerProtocol(Protocol):
     def _write(self, frame: bytes) -> None:
         """Queue a frame. While any connection's events are being handled, frames for
         every connection are collected and written once at the end (a burst of SENDs to
-        one recipient costs one send(2)); otherwise they are written at once."""
+        one recipient costs one send(2)); otherwise they are written at once. Broadcast
+        frames this client has not had yet go first, so it sees everything in order."""
+        if self.listed and self.server._feed:
+            self._catch_up()
         self._out.append(frame)
         self._out_size += len(frame)
         if not self._queued:
@@ -425,14 +623,23 @@ class ChatServerProtocol(Protocol):
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._out_size = 0
-        if self.transport is not None and not self.dropped:
+        if self.transport is not None and not self._stopped():
             self.transport.write(data)
+
+    def _catch_up(self) -> None:
+        """Deliver the broadcast feed's frames from where this client stands in it."""
+        server = self.server
+        seen = self._feed_seen if self._feed_epoch == server._feed_epoch else 0
+        if seen < len(server._feed) and self.listed:
+            self._feed_epoch = server._feed_epoch
+            self._feed_seen = len(server._feed)
+            self.deliver(server._feed_from(seen))
 
     def deliver(self, frame: bytes) -> bool:
         """Queue a frame from elsewhere (forwarded message, indication). False, and the
         client dropped, if it would pass max_output_buffer."""
         transport = self.transport
-        if transport is None or self.dropped or self._closed or transport.is_closing():
+        if transport is None or self._stopped() or transport.is_closing():
             return False
         pending = transport.get_write_buffer_size() + self._out_size
         if pending + len(frame) > self.config.max_output_buffer:
@@ -450,10 +657,10 @@ class ChatServerProtocol(Protocol):
                   self.address, self.port, event.description)
         self._respond(event.response())
         if self._errors >= self.config.max_protocol_errors:
-            self._flush()
             self.server.drop(self, LeaveReason.PROTOCOL_ERRORS,
                              f"{self._errors} invalid frames in a row (last: "
-                             f"{event.description})")
+                             f"{event.description})",
+                             closing=f"{self._errors} invalid frames in a row")
 
     def _on_hello(self, hello: Hello) -> None:
         if hello.version not in SUPPORTED_VERSIONS:
@@ -489,8 +696,8 @@ class ChatServerProtocol(Protocol):
         self._respond(NameOk(request_id=request.request_id, name=self.server.hostname))
 
     def _on_list(self, request: GetList) -> None:
-        for response in self.server.list_responses(request.request_id):
-            self._respond(response)
+        if self.session.may_send(ListOk):  # always, once greeted (LIST needs HELLO)
+            self._write(self.server.list_frames(request.request_id))
 
     def _on_send(self, request: Send) -> None:
         self._respond(self.server._forward(self, request))
@@ -529,9 +736,50 @@ class ChatServerProtocol(Protocol):
                          f"intervals of {self.heartbeat.interval:g} s): dead peer")
 
     def _close_transport(self) -> None:
+        """Close after what is buffered; abort if it is not taken within linger_timeout
+        (a client that never reads must not hold the connection)."""
         self.heartbeat.stop()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            self._arm_linger()
+
+    def _arm_linger(self) -> None:
+        if self.transport is not None and self._linger_timer is None:
+            self._linger_timer = self.server.scheduler.call_later(
+                self.config.linger_timeout, self._linger_expired)
+
+    def _linger_expired(self) -> None:
+        self._linger_timer = None
+        if self.transport is not None:
+            log.debug("%r: its last frames were not taken within %g s; aborting", self,
+                      self.config.linger_timeout)
+            self._abort()
+
+    def _linger_out(self, reason: str) -> None:
+        """Dropped, but the client reads why: what is queued for it and CLOSING go out,
+        then our side is shut and whatever it still sends is read and dropped until it
+        closes or linger_timeout passes (closing with unread input would reset the
+        connection and could destroy the frames before the client reads them)."""
+        self.heartbeat.stop()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.session.may_send(Closing):
+            self._out.append(self.session.send(Closing(reason=reason)))
+        out, self._out = self._out, []
+        self._out_size = 0
+        self._lingering = True
+        if out:
+            transport.write(b"".join(out))
+        if transport.can_write_eof():
+            transport.write_eof()
+            if self._reading_paused:
+                self._reading_paused = False
+                transport.resume_reading()
+        else:
+            transport.close()
+        self._arm_linger()
 
     def _abort(self) -> None:
         self.heartbeat.stop()
@@ -540,10 +788,17 @@ class ChatServerProtocol(Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def close(self, reason: str) -> None:
-        """Send CLOSING with `reason`, then close after the buffered data."""
+    def close(self, reason: str, *, linger: bool = True) -> None:
+        """Send CLOSING with `reason`, then close after the buffered data. With `linger`
+        (and a transport that can half-close), our side is shut first and what the client
+        still sends is drained, so that it reads CLOSING rather than a reset (see
+        `_linger_out`)."""
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self._lingering:
+            return
+        self.server._ungreeted.pop(self, None)
+        if linger and transport.can_write_eof():
+            self._linger_out(reason)
             return
         if self.session.may_send(Closing):
             self._write(self.session.send(Closing(reason=reason)))

@@ -12,11 +12,23 @@ path from the process's working directory: here it is relative to the directory 
 file that contains the directive (what a zone directory shared with nsd or BIND expects,
 and independent of where the server was started). A file without `$ORIGIN` takes its
 origin from its SOA record, which must then be written with an absolute owner name.
+
+A zone file is input like any other, and a reload reads whatever the path holds then:
+- only regular files are read: the zone file is opened without blocking and checked
+  with fstat (a FIFO put in its place would block the reader forever; a directory or a
+  device is a mistake), and every `$INCLUDE` target is checked with stat before dnspython
+  opens it;
+- `$INCLUDE` nests at most `MAX_INCLUDE_DEPTH` deep (a file that includes itself stops
+  there, with an error naming it);
+- a zone holds at most `max_records` records (`DEFAULT_MAX_RECORDS`): a `$GENERATE` over a
+  huge range stops at the limit instead of growing memory for every record it makes;
+- a file without any record is an error that says so.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +48,12 @@ from muxio.handlers.dns.errors import ZoneError
 NS = dns.rdatatype.NS
 SOA = dns.rdatatype.SOA
 RRsetsByType = dict[int, dns.rrset.RRset]
+MAX_INCLUDE_DEPTH = 8
+"""`$INCLUDE` nesting allowed (the top file is depth 0)."""
+_ZoneSyntaxError: Any = dns.exception.SyntaxError
+"""Raised inside dnspython's reader, which prefixes the file and line (untyped there)."""
+DEFAULT_MAX_RECORDS = 100_000
+"""Records one zone may hold (each costs ~1.5 KB of memory once indexed)."""
 
 
 class Zone:
@@ -165,33 +183,52 @@ class ZoneSet(Mapping[dns.name.Name, Zone]):
 
 class _IncludeRelativeTokenizer(dns.tokenizer.Tokenizer):
     """A dnspython tokenizer that makes the file name after a leading `$INCLUDE` absolute
-    against the directory of the file it reads."""
+    against the directory of the file it reads, and refuses it before dnspython opens it
+    when it is not a regular file or would nest too deep."""
 
     def __init__(self, f: Any, filename: str | None,
-                 idna_codec: dns.name.IDNACodec | None = None) -> None:
+                 idna_codec: dns.name.IDNACodec | None = None, depth: int = 0) -> None:
         super().__init__(f, filename, idna_codec)
         path = filename if filename and not filename.startswith("<") else ""
         self._directory = os.path.dirname(os.path.abspath(path)) if path else ""
         self._after_include = False
+        self.depth = depth
 
     def get(self, want_leading: bool = False, want_comment: bool = False) -> dns.tokenizer.Token:
         token = super().get(want_leading, want_comment)
         if self._after_include:
             self._after_include = False
-            if (token.is_identifier() or token.is_quoted_string()) and self._directory \
-                    and not os.path.isabs(token.value):
-                token = dns.tokenizer.Token(token.ttype,
-                                            os.path.join(self._directory, token.value),
-                                            token.has_escape)
+            if token.is_identifier() or token.is_quoted_string():
+                if self._directory and not os.path.isabs(token.value):
+                    token = dns.tokenizer.Token(token.ttype,
+                                                os.path.join(self._directory, token.value),
+                                                token.has_escape)
+                self._check_include(token.value)
         elif want_leading and token.is_identifier() and token.value.upper() == "$INCLUDE":
             self._after_include = True  # the reader asks for the file name next
         return token
+
+    def _check_include(self, path: str) -> None:
+        if self.depth >= MAX_INCLUDE_DEPTH:
+            raise _ZoneSyntaxError(
+                f"$INCLUDE {path}: nested more than {MAX_INCLUDE_DEPTH} deep (does a file "
+                f"include itself?)")
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            raise _ZoneSyntaxError(
+                f"$INCLUDE {path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode):
+            raise _ZoneSyntaxError(
+                f"$INCLUDE {path}: not a regular file ({_file_kind(mode)})")
 
 
 class _Reader(dns.zonefile.Reader):
     """dnspython's zone file reader, with every tokenizer it uses (the zone file's, then
     each included file's, which it creates itself) swapped for one that resolves relative
-    `$INCLUDE` paths."""
+    `$INCLUDE` paths, and a count of the records it adds."""
+
+    saved_state: list[Any]
 
     @property
     def tok(self) -> dns.tokenizer.Tokenizer:
@@ -200,22 +237,95 @@ class _Reader(dns.zonefile.Reader):
     @tok.setter
     def tok(self, value: dns.tokenizer.Tokenizer) -> None:
         if not isinstance(value, _IncludeRelativeTokenizer):
-            # A fresh tokenizer (nothing read yet): an equivalent one of our class.
-            value = _IncludeRelativeTokenizer(value.file, value.filename, value.idna_codec)
+            # A fresh tokenizer (nothing read yet) for an included file: an equivalent one
+            # of our class, as deep as the includes saved before it.
+            value = _IncludeRelativeTokenizer(value.file, value.filename, value.idna_codec,
+                                              depth=len(self.saved_state))
         self._muxio_tok = value
 
+    def close_files(self) -> None:
+        """Close the files dnspython opened for `$INCLUDE` (it leaves them open when the
+        read fails)."""
+        files = [self.current_file] + [state[3] for state in self.saved_state]
+        for file in files:
+            if file is not None and not isinstance(file, str):
+                file.close()
 
-def _read_zone(path: Path, text: str, origin: dns.name.Name | None) -> dns.zone.Zone:
+
+class _CountingTransaction:
+    """The zone transaction as the reader sees it, counting the records added: the reader
+    stops at the limit instead of building every record a `$GENERATE` asks for."""
+
+    def __init__(self, txn: Any, path: Path, max_records: int) -> None:
+        self._txn = txn
+        self._path = path
+        self._max_records = max_records
+        self.records = 0
+
+    def add(self, *args: Any) -> None:
+        self.records += 1
+        if self.records > self._max_records:
+            raise ZoneError(f"{self._path}: more than {self._max_records} records in the zone "
+                            f"(a $GENERATE range too wide?): raise the limit "
+                            f"(--max-zone-records) or split the zone")
+        self._txn.add(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._txn, name)
+
+
+def _read_zone(path: Path, text: str, origin: dns.name.Name | None,
+               max_records: int) -> dns.zone.Zone:
     zone = dns.zone.Zone(origin, dns.rdataclass.IN, relativize=False)
     with zone.writer(True) as txn:
         tokenizer = _IncludeRelativeTokenizer(text, str(path))
-        reader = _Reader(tokenizer, dns.rdataclass.IN, txn, allow_include=True)
+        counting: Any = _CountingTransaction(txn, path, max_records)
+        reader = _Reader(tokenizer, dns.rdataclass.IN, counting, allow_include=True)
         try:
             reader.read()
         except dns.zonefile.UnknownOrigin:
             raise dns.zone.UnknownOrigin from None
+        finally:
+            reader.close_files()
+        if not counting.records:
+            raise ZoneError(f"{path}: the zone file holds no records: give it at least the "
+                            f"zone's SOA and NS records")
     zone.check_origin()
     return zone
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, if it is a regular file. Opened without blocking and checked with
+    fstat on the open descriptor: a FIFO in its place cannot hang us, even if it was put
+    there between a check and the open."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ZoneError(f"cannot read zone file {path}: {exc.strerror or exc}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ZoneError(f"zone file {path} is {_file_kind(mode)}, not a regular file: "
+                            f"give the path of a zone file")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read()
+    except OSError as exc:
+        raise ZoneError(f"cannot read zone file {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ZoneError(f"zone file {path} is not UTF-8 text: {exc}") from exc
 
 
 def _origin_from_soa(path: Path, text: str) -> dns.name.Name:
@@ -248,21 +358,17 @@ def _origin_from_soa(path: Path, text: str) -> dns.name.Name:
                     f"'$ORIGIN example.com.' or write the SOA owner as an absolute name")
 
 
-def load_zone(path: str | os.PathLike[str], origin: str | dns.name.Name | None = None) -> Zone:
+def load_zone(path: str | os.PathLike[str], origin: str | dns.name.Name | None = None, *,
+              max_records: int = DEFAULT_MAX_RECORDS) -> Zone:
     """Load one zone file. `origin` defaults to the file's `$ORIGIN` (or its SOA owner)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ZoneError(f"cannot read zone file {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ZoneError(f"zone file {path} is not UTF-8 text: {exc}") from exc
+    text = _read_text(path)
     origin_name = dns.name.from_text(origin) if isinstance(origin, str) else origin
     try:
         try:
-            zone = _read_zone(path, text, origin_name)
+            zone = _read_zone(path, text, origin_name, max_records)
         except dns.zone.UnknownOrigin:
-            zone = _read_zone(path, text, _origin_from_soa(path, text))
+            zone = _read_zone(path, text, _origin_from_soa(path, text), max_records)
     except dns.zone.NoSOA:
         raise ZoneError(f"{path}: no SOA record at the zone's origin") from None
     except dns.zone.NoNS:
@@ -275,9 +381,10 @@ def load_zone(path: str | os.PathLike[str], origin: str | dns.name.Name | None =
     return Zone.from_dnspython(zone, str(path))
 
 
-def load_zones(paths: Iterable[str | os.PathLike[str]]) -> ZoneSet:
+def load_zones(paths: Iterable[str | os.PathLike[str]], *,
+               max_records: int = DEFAULT_MAX_RECORDS) -> ZoneSet:
     """Load every zone file; a ZoneError names the first file that failed."""
-    zones = [load_zone(path) for path in paths]
+    zones = [load_zone(path, max_records=max_records) for path in paths]
     if not zones:
         raise ZoneError("no zone files given: pass at least one (--zone FILE)")
     return ZoneSet(zones)

@@ -6,6 +6,8 @@
   (or asyncio) runs; timeouts come from a `Scheduler`.
 - `Request`, `Response`, `Router` (messages.py, app.py): what applications are written
   against; `hello_app()` and `StaticFiles` are the built-in apps.
+- hosting.py: `protocol_factory(scheduler, HttpServiceConfig)` and the options, for every
+  host (`muxio serve http`, `python -m adapters --service http`; see `muxio.handlers`).
 
 This package imports only `muxio.protocols` from muxio (plus the stdlib and httptools).
 """
@@ -35,6 +37,14 @@ from muxio.handlers.http.events import (
     PAUSED,
     Data,
 )
+from muxio.handlers.http.hosting import (
+    ALPN,
+    DESCRIPTION,
+    HttpServiceConfig,
+    add_arguments,
+    config_from,
+    protocol_factory,
+)
 from muxio.handlers.http.messages import Headers, Request, Response
 from muxio.handlers.http.protocol import HttpProtocol, http_protocol_factory
 from muxio.handlers.http.static import FileStream, StaticFiles
@@ -48,4 +58,6 @@ __all__ = [
     "Phase", "Request", "RequestSmugglingError", "RequestTimeoutError", "Response", "Router",
     "ServerConnection", "StaticFiles", "UriTooLongError", "hello_app",
     "http_protocol_factory",
+    # hosting shape (muxio.handlers)
+    "ALPN", "DESCRIPTION", "HttpServiceConfig", "add_arguments", "config_from", "protocol_factory",
 ]

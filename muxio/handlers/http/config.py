@@ -30,14 +30,29 @@ class HttpConfig:
     linger_timeout: float = 2.0
     """After an error response, how long unread request bytes are drained (so that the
     client reads the response instead of a reset) before the connection is dropped."""
+    send_timeout: float = 60.0
+    """While a response waits for the client to take it (writing paused, or a close
+    waiting for the buffer to drain): this long without the client taking a byte and the
+    connection is aborted (nginx's send_timeout). A slow reader that keeps reading is
+    never cut."""
+    pipeline_depth: int = 16
+    """Pipelined requests parsed ahead of the one being answered. The rest of a read waits
+    as bytes, and reading is paused until it is used up: a connection holds at most one
+    read plus this many parsed requests, whatever the requests' size."""
+    responses_per_turn: int = 16
+    """Responses made for one connection before the others get their turn (the rest of
+    its pipeline continues in the next loop iteration): a client pipelining thousands of
+    requests delays another by at most this many responses per connection."""
     server_name: str = "muxio"
     """Value of the Server header."""
 
     def __post_init__(self) -> None:
-        for name in ("max_target_size", "max_head_size", "max_headers", "max_body_size"):
+        for name in ("max_target_size", "max_head_size", "max_headers", "max_body_size",
+                     "pipeline_depth", "responses_per_turn"):
             if getattr(self, name) < 1:
                 raise ValueError(f"HttpConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("header_timeout", "keepalive_timeout", "body_timeout", "linger_timeout"):
+        for name in ("header_timeout", "keepalive_timeout", "body_timeout", "linger_timeout",
+                     "send_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"HttpConfig.{name} must be > 0 seconds, "
                                  f"got {getattr(self, name)}")

@@ -10,6 +10,14 @@ feeds it what arrived with `receive_data(data)` (`b""` means EOF) and pulls even
 Parsing is httptools (llhttp), which parses every complete message in a chunk at once and
 calls back per element. The callbacks only append events to a queue, so pipelined requests
 wait there, in order, until the response to the one before them has ended (`PAUSED`).
+
+Parsing ahead is bounded: a read holding more than `pipeline_depth` request heads (each
+ends with CRLF CRLF; llhttp accepts no other ending) is kept as bytes, the *backlog*, and
+fed to the parser `pipeline_depth` heads at a time, as the shell asks for events. So 64 KiB
+of 27-byte pipelined requests costs 64 KiB and at most `pipeline_depth` Request objects,
+not 2400 of them; `has_buffered_events` stays true while a backlog is left, and the shell
+keeps reading paused until it is used up. A read with fewer heads (every non-pipelining
+client) is fed at once, with no copy.
 A protocol error is queued as well, behind the requests that preceded it, and raised by
 `next_event()` when its turn comes: an `HttpError` whose `status_hint` is the status to
 answer with (`error_response()`), after which the connection must close.
@@ -27,7 +35,10 @@ Limits llhttp does not enforce are checked here, with memory bounded: the reques
 and every header field are counted as they complete, and the bytes of a head still
 unfinished after a read are counted too (llhttp holds an unfinished field inside itself),
 so a head larger than `max_head_size` is refused at once, or one read later when it began
-behind a pipelined request; it is never buffered whole.
+behind a pipelined request; it is never buffered whole. Inside a chunked body, the bytes
+that make no progress (a chunk-size line's extensions, which llhttp skips without a
+callback; a trailer field, which httptools holds until it ends) are counted the same way
+and refused (400) past `max_head_size`.
 """
 
 from __future__ import annotations
@@ -114,6 +125,7 @@ _CLOSE_LINE = b"Connection: close\r\n"
 _CLOSE_END = b"Connection: close\r\n\r\n"
 _KEEP_ALIVE_END = b"Connection: keep-alive\r\n\r\n"
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+_HEAD_END = b"\r\n\r\n"
 _STATUS_LINES: dict[tuple[int, str], bytes] = {}
 
 
@@ -163,7 +175,8 @@ class ServerConnection:
         "_content_length", "_transfer_encodings", "_hosts", "_expect_continue", "_special",
         "_body_size", "_body_seen", "_in_trailers", "_send_body",
         "_chunked", "_remaining", "_close_after", "_max_target", "_max_head",
-        "_max_headers", "_max_body", "_response", "requests")
+        "_max_headers", "_max_body", "_response", "requests", "_depth", "_backlog",
+        "_backlog_at", "_eof_pending", "_body_progress", "_body_stalled")
 
     def __init__(self, config: HttpConfig | None = None, *,
                  date_cache: DateCache | None = None) -> None:
@@ -172,6 +185,14 @@ class ServerConnection:
         self._max_head = config.max_head_size
         self._max_headers = config.max_headers
         self._max_body = config.max_body_size
+        self._depth = config.pipeline_depth
+        self._backlog = b""
+        """Received bytes not fed to the parser yet (from `_backlog_at` on); empty when
+        everything received was parsed (so its truth is "a backlog is left")."""
+        self._backlog_at = 0
+        self._eof_pending = False  # EOF arrived behind a backlog
+        self._body_progress = 0  # callbacks that consumed body bytes (see _feed)
+        self._body_stalled = 0  # body-phase bytes fed since the last such callback
         self._server_name = config.server_name
         self._date = date_cache or SHARED_DATE_CACHE
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
@@ -226,8 +247,20 @@ class ServerConnection:
 
     @property
     def has_buffered_events(self) -> bool:
-        """Events (requests, an error or EOF) are queued behind the current response."""
-        return bool(self._events)
+        """Events (requests, an error or EOF) are queued behind the current response, or
+        received bytes wait to be parsed: the shell keeps reading paused meanwhile."""
+        return bool(self._events) or bool(self._backlog)
+
+    @property
+    def queued_events(self) -> int:
+        """Events parsed and not handed out yet (at most about `pipeline_depth` requests'
+        worth: the rest waits as bytes, `backlog_size`)."""
+        return len(self._events)
+
+    @property
+    def backlog_size(self) -> int:
+        """Received bytes not parsed yet (at most about one read)."""
+        return len(self._backlog) - self._backlog_at
 
     @property
     def current_request(self) -> Request | None:
@@ -258,15 +291,67 @@ class ServerConnection:
         """Feed bytes from the client; `b""` means the client closed its side (EOF).
 
         Never raises for bad input: errors are queued and raised by `next_event()`.
+        Bytes holding more than `pipeline_depth` request heads are parsed later, as events
+        are asked for (see the module docstring).
         """
         parser = self._parser
         if parser is None or self.their_phase is _ERROR or self.their_phase is _CLOSED:
             return  # after an error or EOF, bytes have nowhere to go: the shell drains them
+        if self._backlog:
+            if data:
+                self._backlog = self._backlog[self._backlog_at:] + bytes(data)
+                self._backlog_at = 0
+            else:
+                self._eof_pending = True
+            return
         if not data:
             self._receive_eof()
             return
+        if type(data) is not bytes:
+            data = bytes(data)  # transports give bytes; a caller's buffer may change
+        events = self._events
+        if len(events) + data.count(_HEAD_END) > self._depth:
+            # More heads than may be parsed ahead (queued events count as heads: an
+            # overestimate, on the safe side): keep the bytes, parse them as asked.
+            self._backlog = data
+            self._backlog_at = 0
+            if not events:
+                self._parse_backlog()
+            return
+        self._feed(data)
+
+    def _parse_backlog(self) -> None:
+        """Feed the parser the backlog up to its `pipeline_depth`-th head end."""
+        backlog = self._backlog
+        start = self._backlog_at
+        end = start
+        find = backlog.find
+        for _ in range(self._depth):
+            at = find(_HEAD_END, end)
+            if at < 0:
+                end = len(backlog)
+                break
+            end = at + 1  # search on from inside the match: overlapping ends count too
+        else:
+            end += 3
+        if end >= len(backlog):
+            self._backlog, self._backlog_at = b"", 0
+            self._feed(memoryview(backlog)[start:] if start else backlog)
+            if self._eof_pending:
+                self._eof_pending = False
+                self.receive_data(b"")
+            return
+        self._backlog_at = end
+        self._feed(memoryview(backlog)[start:end])
+
+    def _feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Parse `data` (callers checked that parsing may go on: after an error, EOF or
+        close() there is no backlog left to feed)."""
+        parser = self._parser
+        assert parser is not None
         phase_before = self.their_phase
         completed_before = self._completed
+        progress_before = self._body_progress
         while True:
             try:
                 parser.feed_data(data)
@@ -281,7 +366,22 @@ class ServerConnection:
                 self._fail(self._callback_error or _map_parser_error(exc))
                 return
             break
-        if self.their_phase is _HEAD:
+        phase = self.their_phase
+        if phase is _IDLE:
+            return  # the hot path: the read ended with a message
+        if phase is _BODY:
+            # Bytes that made no progress in a body: a chunk extension or a trailer field
+            # being received. Counted per feed (callbacks carry no offsets); a callback
+            # that consumed body bytes restarts the count.
+            if self._body_progress != progress_before:
+                self._body_stalled = 0
+            else:
+                self._body_stalled += len(data)
+                if self._body_stalled > self._max_head:
+                    self._fail(BadRequestError(
+                        f"a chunk-size line (its extensions) or a trailer field grew past "
+                        f"{self._max_head} bytes (HttpConfig.max_head_size)"))
+        elif phase is _HEAD:
             # The head is unfinished; llhttp may hold part of it inside (an unfinished
             # field). Count the bytes that surely belong to it: all of this read if the
             # head began before it or no earlier message ended in it; if one did, where
@@ -309,6 +409,7 @@ class ServerConnection:
     def _fail(self, error: HttpError) -> None:
         self.their_phase = _ERROR
         self._callback_error = None
+        self._backlog, self._backlog_at = b"", 0  # nothing after an error is parsed
         self._events.append(error)
 
     # -- httptools callbacks (called by the parser inside receive_data) -------------------
@@ -339,6 +440,7 @@ class ServerConnection:
                 f"the request head is larger than {self._max_head} bytes "
                 f"(HttpConfig.max_head_size)"))
         if self._in_trailers:
+            self._body_progress += 1
             return  # trailer fields are size-checked, then dropped
         headers = self._headers
         headers.append((name, value))
@@ -383,6 +485,7 @@ class ServerConnection:
             self._raise(BadRequestError("empty request target"))
         self.their_phase = _BODY
         self._in_trailers = True  # header fields from now on are trailers (chunked bodies)
+        self._body_progress += 1
         self._body_size = 0
         self._body_seen = False
         self.requests += 1
@@ -416,6 +519,7 @@ class ServerConnection:
                 f"the request body exceeds {self._max_body} bytes "
                 f"(HttpConfig.max_body_size)"))
         self._body_seen = True
+        self._body_progress += 1
         self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
@@ -430,9 +534,12 @@ class ServerConnection:
         """The next event, `NEED_DATA` or `PAUSED`; raises the queued `HttpError` in turn."""
         events = self._events
         if not events:
-            if self._error is not None:
-                raise self._error
-            return NEED_DATA
+            while self._backlog and not events:
+                self._parse_backlog()
+            if not events:
+                if self._error is not None:
+                    raise self._error
+                return NEED_DATA
         event = events[0]
         kind = type(event)
         if kind is Request:
@@ -469,7 +576,14 @@ class ServerConnection:
         answered now (it is then handed out with its `END_OF_MESSAGE`); else None, and
         `next_event()` tells what there is. One call instead of three on the hot path."""
         events = self._events
-        if len(events) < 2 or self._ours is not Ours.IDLE or events[1] is not END_OF_MESSAGE:
+        if len(events) < 2:
+            if not self._backlog or self._ours is not Ours.IDLE:
+                return None
+            while len(events) < 2 and self._backlog:
+                self._parse_backlog()
+            if len(events) < 2:
+                return None
+        if self._ours is not Ours.IDLE or events[1] is not END_OF_MESSAGE:
             return None
         request = events[0]
         if type(request) is not Request:
@@ -589,6 +703,7 @@ class ServerConnection:
         """Drop the parser (and the reference cycle it makes with this object)."""
         self._parser = None
         self._events.clear()
+        self._backlog, self._backlog_at = b"", 0
 
 
 def _map_parser_error(exc: httptools.HttpParserError) -> HttpError:

@@ -9,8 +9,15 @@ one chunk at a time while the transport is not paused (`pause_writing` stops the
 `resume_writing` resumes it), so a large file never sits in memory.
 
 Back-pressure toward the client: while a response is still going out, later pipelined
-requests stay queued in the core and reading is paused, so a client that sends without
-reading cannot grow our buffers past one read plus the transport's high-water mark.
+requests stay queued in the core (at most `pipeline_depth` of them parsed, the rest of the
+read as bytes) and reading is paused, so a client that sends without reading cannot grow
+our buffers past one read, `pipeline_depth` requests and the transport's high-water mark.
+
+Fairness: one call makes at most `responses_per_turn` responses. If the client has
+pipelined more, reading stays paused and the rest continues from `call_soon`, in the next
+loop iteration, after every other connection's turn (and the loop's timers and signals):
+a client pipelining thousands of requests delays the others by at most
+`responses_per_turn` responses each, instead of by everything it sent in one read.
 
 Timeouts use one timer per connection and a deadline field: moving the deadline on the
 hot path is an assignment, and when the timer fires early it re-arms itself for the
@@ -19,7 +26,12 @@ remaining time. The deadline depends on where the client is:
 - no request byte yet: keep-alive timeout (the first request: header timeout from connect);
 - inside a head: header timeout from its first byte, never extended (slowloris);
 - inside a body: body timeout, extended by each piece;
-- while we are sending: none (a slow reader is flow-controlled, not timed out);
+- while we wait for the client to take a response (writing paused): send timeout, checked
+  for progress: when it expires and the client took bytes meanwhile, it starts again;
+  when it took none, the connection is aborted (a reader that never reads must not hold a
+  socket and a file forever; a slow one that keeps reading is never cut);
+- after we closed (idle, `Connection: close`): send timeout for the buffered bytes to
+  go out, then the connection is aborted;
 - after an error response: linger timeout, then the connection is dropped.
 
 An error response (the core's `HttpError`, or a timeout) is followed by a half-close: we
@@ -62,7 +74,8 @@ class HttpProtocol(Protocol):
         "transport", "_app", "_scheduler", "_config", "_conn", "_request", "_body",
         "_stream", "_source", "_out", "_writing_paused", "_reading_paused", "_lingering",
         "_eof", "_closed", "_deadline", "_timer", "_timer_when", "_phase", "_restart",
-        "_peer", "_wall_clock", "_keepalive_timeout", "_time")
+        "_peer", "_wall_clock", "_keepalive_timeout", "_time", "_turn", "_continuation",
+        "_shutting", "_unsent")
 
     def __init__(self, app: App, scheduler: Scheduler, config: HttpConfig | None = None,
                  *, date_cache: DateCache | None = None) -> None:
@@ -90,6 +103,10 @@ class HttpProtocol(Protocol):
         self._wall_clock = time.time
         self._keepalive_timeout = config.keepalive_timeout
         self._time = scheduler.time
+        self._turn = config.responses_per_turn
+        self._continuation: Cancellable | None = None
+        self._shutting = False  # we closed the transport; its buffer is draining
+        self._unsent = 0  # the transport's buffer when the send timeout was last armed
 
     # -- transport callbacks -------------------------------------------------------------
 
@@ -99,18 +116,20 @@ class HttpProtocol(Protocol):
         self._set_deadline(self._scheduler.time() + self._config.header_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering or self._closed:
+        if self._lingering or self._closed or self._shutting:
             return  # draining after an error response
         self._conn.receive_data(data)
-        self._process()
+        if self._continuation is None:  # else the scheduled turn takes it
+            self._process()
         self._rearm()
 
     def eof_received(self) -> bool:
         self._eof = True
-        if self._lingering or self._closed:
+        if self._lingering or self._closed or self._shutting:
             return False
         self._conn.receive_data(b"")
-        self._process()
+        if self._continuation is None:
+            self._process()
         self._rearm()
         transport = self.transport
         # Keep the transport open while responses are still going out (half-close).
@@ -118,10 +137,12 @@ class HttpProtocol(Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if not self._closed and not self._lingering:
+            self._arm_send_timeout()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if self._closed:
+        if self._closed or self._shutting:
             return
         if self._stream is not None:
             self._pump()
@@ -136,6 +157,9 @@ class HttpProtocol(Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._continuation is not None:
+            self._continuation.cancel()
+            self._continuation = None
         self._end_stream()
         self._conn.close()
         self._request = None
@@ -144,15 +168,21 @@ class HttpProtocol(Protocol):
     # -- requests --------------------------------------------------------------------------
 
     def _process(self) -> None:
-        """Handle every event the core has, as far as the current response allows."""
+        """Handle the core's events, as far as the current response and this turn's
+        budget (`responses_per_turn`) allow; a turn cut short continues from call_soon."""
         conn = self._conn
         transport = self.transport
         assert transport is not None
         out = self._out
+        budget = self._turn
         while self._stream is None and not self._writing_paused:
+            if not budget:
+                self._continue_later()
+                break
             # The hot path: a whole request without a body, in one call.
             request = conn.next_complete_request()
             if request is not None:
+                budget -= 1
                 if self._answer(request, transport):
                     return
                 continue
@@ -165,6 +195,7 @@ class HttpProtocol(Protocol):
             if event is END_OF_MESSAGE:
                 request = self._request
                 assert request is not None
+                budget -= 1
                 if self._answer(request, transport):
                     return
             elif kind is Request:
@@ -176,8 +207,7 @@ class HttpProtocol(Protocol):
             elif event is NEED_DATA:
                 break
             elif event is CONNECTION_CLOSED:
-                self._flush()
-                transport.close()
+                self._close()
                 return
             else:  # PAUSED: the current response must end first
                 break
@@ -191,6 +221,21 @@ class HttpProtocol(Protocol):
         elif self._reading_paused:
             self._reading_paused = False
             transport.resume_reading()
+
+    def _continue_later(self) -> None:
+        """The turn is used up: the rest of the pipeline in the next loop iteration."""
+        if self._continuation is None:
+            self._continuation = self._scheduler.call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._continuation = None
+        transport = self.transport
+        if (self._closed or self._lingering or self._shutting or transport is None
+                or transport.is_closing()):
+            return
+        if self._stream is None and not self._writing_paused:
+            self._process()
+            self._rearm()
 
     def _answer(self, request: Request, transport: Transport) -> bool:
         """Run the app on a complete request and start its response; True when the
@@ -214,8 +259,7 @@ class HttpProtocol(Protocol):
                 self._log_access(request, response.status, len(response.body))
             self._restart = True
             if conn.must_close:
-                self._flush()
-                transport.close()
+                self._close()
                 return True
             return False
         self._start_stream(request, response)
@@ -293,10 +337,7 @@ class HttpProtocol(Protocol):
     def _response_ended(self) -> None:
         self._restart = True
         if self._conn.must_close:
-            self._flush()
-            transport = self.transport
-            assert transport is not None
-            transport.close()
+            self._close()
 
     def _flush(self) -> None:
         out = self._out
@@ -307,6 +348,18 @@ class HttpProtocol(Protocol):
             out.clear()
 
     # -- errors and closing ----------------------------------------------------------------
+
+    def _close(self) -> None:
+        """Close after what is buffered; abort if it is not taken within send_timeout."""
+        transport = self.transport
+        assert transport is not None
+        self._flush()
+        self._shutting = True
+        transport.close()
+        if not self._closed:  # the buffer must drain first
+            self._unsent = transport.get_write_buffer_size()
+            self._deadline = _NEVER
+            self._set_deadline(self._scheduler.time() + self._config.send_timeout)
 
     def _send_error(self, error: HttpError) -> None:
         conn = self._conn
@@ -326,6 +379,10 @@ class HttpProtocol(Protocol):
         transport = self.transport
         assert transport is not None
         self._lingering = True
+        # Whichever way it ends, the connection is dropped at the linger timeout: a
+        # client that never reads the error response cannot hold it either.
+        self._deadline = _NEVER
+        self._set_deadline(self._scheduler.time() + self._config.linger_timeout)
         if self._eof or not transport.can_write_eof():
             transport.close()
             return
@@ -333,8 +390,6 @@ class HttpProtocol(Protocol):
         if self._reading_paused:
             self._reading_paused = False
             transport.resume_reading()
-        self._deadline = _NEVER
-        self._set_deadline(self._scheduler.time() + self._config.linger_timeout)
 
     def _abort(self) -> None:
         self._end_stream()
@@ -346,10 +401,10 @@ class HttpProtocol(Protocol):
 
     def _rearm(self) -> None:
         """Move the deadline to fit where the client is (see the module docstring)."""
-        if self._closed or self._lingering:
+        if self._closed or self._lingering or self._shutting:
             return
         if self._stream is not None or self._writing_paused:
-            self._deadline = _NEVER  # we are the slow side
+            # The client is the slow side: the send timeout armed by pause_writing runs.
             self._phase = _IDLE
             self._restart = True
             return
@@ -393,16 +448,38 @@ class HttpProtocol(Protocol):
             log.debug("%s: linger timeout; dropping the connection", self._peer)
             transport.abort()
             return
+        if self._shutting or self._writing_paused:
+            self._check_send_progress(transport)
+            return
         phase = self._conn.their_phase
         if phase is _IDLE:
             log.debug("%s: idle timeout; closing", self._peer)
-            self._flush()
-            transport.close()
+            self._close()
             return
         config = self._config
         timeout = config.header_timeout if phase is _HEAD else config.body_timeout
         self._send_error(RequestTimeoutError(
             f"the request {phase.value} did not arrive within {timeout:g} s"))
+
+    def _arm_send_timeout(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        self._unsent = transport.get_write_buffer_size()
+        self._deadline = _NEVER
+        self._set_deadline(self._scheduler.time() + self._config.send_timeout)
+
+    def _check_send_progress(self, transport: Transport) -> None:
+        """The send timeout expired: go on if the client took bytes since it was armed
+        (we add none while writing is paused or closing), else give up on the client."""
+        unsent = transport.get_write_buffer_size()
+        if unsent and unsent >= self._unsent:
+            log.debug("%s: send timeout: no byte taken in %g s (%d waiting); aborting",
+                      self._peer, self._config.send_timeout, unsent)
+            self._abort()
+            return
+        self._unsent = unsent
+        self._set_deadline(self._scheduler.time() + self._config.send_timeout)
 
     # -- access log ------------------------------------------------------------------------
 

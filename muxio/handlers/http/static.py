@@ -9,6 +9,12 @@
   give 304.
 - `Range: bytes=...` (one range) gives 206 with `Content-Range`, or 416 when it cannot be
   satisfied; `If-Range` falls back to the whole file when the validator changed.
+- Out of file descriptors (EMFILE / ENFILE) is 503 with `Retry-After`, not 404: the file
+  is there, the server is short of a resource for a moment (logged at most once a second).
+- Header values are parsed strictly and never raise: a range with non-ASCII digits
+  (`str.isdigit` accepts superscripts), with thousands of digits (`int()` refuses past
+  4300), or a date with an absurd year or offset is treated as absent or invalid, as RFC
+  9110 allows, never as a 500.
 - A file larger than one chunk is streamed: `FileStream` reads a chunk at a time as the
   connection drains (the shell honours pause_writing/resume_writing), so memory stays
   flat whatever the file size. Reads are plain `pread`s in the loop thread: fine for files
@@ -17,16 +23,27 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import mimetypes
 import os
 import stat
+import time
 from collections.abc import Iterator
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import unquote_to_bytes
 
 from muxio.handlers.http.messages import Request, Response
 
+log = logging.getLogger("muxio.http")
+
 DEFAULT_CHUNK_SIZE = 64 * 1024
+RETRY_AFTER = 1
+"""Seconds a client is asked to wait (Retry-After) when the server is out of fds."""
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+_MAX_DIGITS = 18
+"""A byte position with more significant digits than this is beyond any file."""
+_BEYOND_ANY_FILE = 1_000_000_000_000_000_000  # 10 ** _MAX_DIGITS
 _ENCODED_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",
                   "xz": "application/x-xz", "br": "application/x-brotli",
                   "compress": "application/x-compress"}
@@ -35,6 +52,33 @@ FORBIDDEN = Response.text("403 Forbidden: the path leaves the served directory\n
 NOT_FOUND = Response.text("404 Not Found\n", 404)
 BAD_PATH = Response.text("400 Bad Request: the path is not valid percent-encoded UTF-8\n",
                          400)
+UNAVAILABLE = Response(503, (("Content-Type", "text/plain; charset=utf-8"),
+                             ("Retry-After", str(RETRY_AFTER))),
+                       b"503 Service Unavailable: the server is out of file descriptors; "
+                       b"retry shortly\n")
+
+
+class _Throttle:
+    """Lets a message through at most once per `interval` seconds (a flood of requests
+    while the server is out of fds must not become a flood of log lines)."""
+
+    __slots__ = ("_interval", "_next", "suppressed")
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = 0.0
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            self.suppressed += 1
+            return False
+        self._next = now + self._interval
+        return True
+
+
+_fd_warning = _Throttle(1.0)
 
 
 class FileStream:
@@ -133,7 +177,9 @@ class StaticFiles:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except PermissionError:
             return FORBIDDEN
-        except OSError:
+        except OSError as exc:
+            if exc.errno in _OUT_OF_DESCRIPTORS:
+                return _out_of_descriptors(exc)
             return NOT_FOUND
         try:
             info = os.fstat(fd)
@@ -185,6 +231,15 @@ class StaticFiles:
                         content_length=length)
 
 
+def _out_of_descriptors(exc: OSError) -> Response:
+    if _fd_warning.allow():
+        suppressed, _fd_warning.suppressed = _fd_warning.suppressed, 0
+        log.warning("cannot open a file to serve: %s; answering 503 (raise the fd limit, "
+                    "ulimit -n)%s", exc.strerror,
+                    f" ({suppressed} more since the last warning)" if suppressed else "")
+    return UNAVAILABLE
+
+
 def _stat(path: str) -> os.stat_result | Response:
     try:
         return os.stat(path)
@@ -223,8 +278,8 @@ def _not_modified(if_none_match: str | None, if_modified_since: str | None, etag
     if if_modified_since is not None:
         try:
             since = parsedate_to_datetime(if_modified_since).timestamp()
-        except (TypeError, ValueError, IndexError):
-            return False
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False  # not a date (or not one a computer can hold): ignored
         return mtime <= since
     return False
 
@@ -254,21 +309,36 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not dash:
         return None
     first_text, last_text = first_text.strip(), last_text.strip()
-    if not (first_text.isdigit() or first_text == "") or not (
-            last_text.isdigit() or last_text == ""):
+    if not (_is_digits(first_text) or first_text == "") or not (
+            _is_digits(last_text) or last_text == ""):
         return None
     if first_text == "":
         if last_text == "":
             return None
-        suffix = int(last_text)
+        suffix = _position(last_text)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiableError(f"an empty suffix range of a {size}-byte file")
         return max(0, size - suffix), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
+    first = _position(first_text)
+    last = _position(last_text) if last_text else size - 1
     if last_text and last < first:
         return None  # invalid: ignored
     if first >= size:
-        raise RangeNotSatisfiableError(f"the range starts at byte {first}; the file has "
+        shown = first if first < _BEYOND_ANY_FILE else f"{first_text[:20]}..."
+        raise RangeNotSatisfiableError(f"the range starts at byte {shown}; the file has "
                                        f"{size} bytes")
     return first, min(last, size - 1)
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only (`str.isdigit` also accepts '²' and other scripts' digits)."""
+    return text.isascii() and text.isdigit()
+
+
+def _position(digits: str) -> int:
+    """A byte position from ASCII digits; anything with more than _MAX_DIGITS significant
+    digits is _BEYOND_ANY_FILE (int() refuses past 4300 digits, and no file is that big)."""
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_DIGITS:
+        return _BEYOND_ANY_FILE
+    return int(significant or "0")

@@ -231,13 +231,16 @@ class Kcp:
         "_rcv_buf",
         "_rcv_queue",
         "_snd_buf",
+        "_snd_buf_bytes",
         "_snd_queue",
+        "_snd_queue_bytes",
         "conv",
         "current",
         "cwnd",
         "dead_link",
         "incr",
         "interval",
+        "max_segment",
         "mss",
         "mtu",
         "nocwnd",
@@ -246,6 +249,8 @@ class Kcp:
         "output",
         "probe",
         "probe_wait",
+        "rcv_buf_bytes",
+        "rcv_buf_limit",
         "rcv_nxt",
         "rcv_wnd",
         "rmt_wnd",
@@ -311,6 +316,15 @@ class Kcp:
         self.stream = 1 if stream else 0
         self._snd_queue: deque[_Segment] = deque()
         self._snd_buf: dict[int, _Segment] = {}
+        self._snd_queue_bytes = 0  # payload bytes in snd_queue / snd_buf (waitsnd_bytes)
+        self._snd_buf_bytes = 0
+        #: PUSH segments longer than this are refused (``input`` returns -4); the reference
+        #: accepts any length, a server sets it to its ``mss`` (see transport.py)
+        self.max_segment = _M
+        #: bytes of out-of-order payload ``rcv_buf`` may hold; a segment that would pass it
+        #: is dropped unacknowledged (the sender retransmits it). Unlimited by default.
+        self.rcv_buf_limit = _M
+        self.rcv_buf_bytes = 0
         self._rcv_buf: dict[int, tuple[int, bytes]] = {}
         self._rcv_queue: deque[tuple[int, bytes]] = deque()
         self._acklist: list[int] = []  # sn, ts, sn, ts, ...
@@ -422,6 +436,38 @@ class Kcp:
         """Segments not yet acknowledged: queued plus in flight."""
         return len(self._snd_buf) + len(self._snd_queue)
 
+    def waitsnd_bytes(self) -> int:
+        """Payload bytes not yet acknowledged: queued plus in flight."""
+        return self._snd_queue_bytes + self._snd_buf_bytes
+
+    def next_due(self, now_ms: int) -> int | None:
+        """Milliseconds until ``flush`` has timed work: the earliest retransmission, or the
+        next window probe while the peer's window is closed and data waits; 0 if now;
+        None if nothing is timed (no data waiting). Unlike ``check`` it ignores the flush
+        interval: a driver that flushes after every ``input``/``send`` needs no periodic
+        wake-up, only these (the per-session timer of the transport)."""
+        current = now_ms & _M
+        if self._acklist or self.probe:
+            return 0
+        earliest = None
+        for seg in self._snd_buf.values():
+            diff = _s32(seg.resendts - current)
+            if diff <= 0:
+                return 0
+            if earliest is None or diff < earliest:
+                earliest = diff
+        if self.rmt_wnd == 0 and (self._snd_queue or self._snd_buf):
+            if self.probe_wait == 0:
+                return 0  # the next flush starts the probe backoff
+            diff = _s32(self.ts_probe - current)
+            if diff <= 0:
+                return 0
+            if earliest is None or diff < earliest:
+                earliest = diff
+        elif self._snd_queue and not self._snd_buf:
+            return 0  # data the window allows, not yet moved into flight
+        return earliest
+
     def __repr__(self) -> str:
         return (f"<Kcp conv={self.conv} snd_una={self.snd_una} snd_nxt={self.snd_nxt} "
                 f"rcv_nxt={self.rcv_nxt} waitsnd={self.waitsnd()} state={self.state:#x}>")
@@ -448,6 +494,7 @@ class Kcp:
                 if room > 0:
                     extend = size if size < room else room
                     old.data += data[:extend]
+                    self._snd_queue_bytes += extend
                     old.frg = 0
                     data = data[extend:]
                     size -= extend
@@ -456,6 +503,7 @@ class Kcp:
                 return sent
         if size <= mss:
             queue.append(_Segment(0, data))
+            self._snd_queue_bytes += size
             return sent + size
         count = (size + mss - 1) // mss
         if count > MAX_FRAGMENTS:
@@ -465,6 +513,7 @@ class Kcp:
         for start in range(0, size, mss):
             append(_Segment(0 if stream else frg, data[start:start + mss]))
             frg -= 1
+        self._snd_queue_bytes += size
         return sent + size
 
     def peeksize(self) -> int:
@@ -549,10 +598,14 @@ class Kcp:
         queue = self._rcv_queue
         rcv_wnd = self.rcv_wnd
         rcv_nxt = self.rcv_nxt
+        held = self.rcv_buf_bytes
         while rcv_nxt in rcv_buf and len(queue) < rcv_wnd:
-            queue.append(rcv_buf.pop(rcv_nxt))
+            segment = rcv_buf.pop(rcv_nxt)
+            held -= len(segment[1])
+            queue.append(segment)
             rcv_nxt = (rcv_nxt + 1) & _M
         self.rcv_nxt = rcv_nxt
+        self.rcv_buf_bytes = held
 
     def _update_ack_exact(self, rtt: int) -> None:
         """``ikcp_update_ack`` with the reference's 32-bit signed arithmetic, for any value."""
@@ -575,8 +628,8 @@ class Kcp:
         """``ikcp_input``: process a datagram from the peer.
 
         Returns 0, or -1 (shorter than 24 bytes / wrong conv), -2 (a length field exceeds
-        the datagram), -3 (unknown command). Segments before a bad one stay processed.
-        Never raises on hostile bytes.
+        the datagram), -3 (unknown command), -4 (a PUSH longer than ``max_segment``).
+        Segments before a bad one stay processed. Never raises on hostile bytes.
         """
         data = datagram if type(datagram) is bytes else bytes(datagram)
         size = len(data)
@@ -600,6 +653,8 @@ class Kcp:
         rx_rto = self.rx_rto
         error = 0
         offset = 0
+        max_segment = self.max_segment
+        freed = 0  # payload bytes acknowledged out of snd_buf
         while size - offset >= OVERHEAD:
             sconv, cmd, frg, wnd, ts, sn, una, length = _unpack_from(data, offset)
             if sconv != conv:
@@ -621,10 +676,13 @@ class Kcp:
                         flight = (snd_nxt - snd_una) & _M
                         if count >= flight:
                             snd_buf.clear()
+                            freed = -1  # everything in flight
                         else:
                             pop = snd_buf.pop
                             for i in range(count):
-                                pop((snd_una + i) & _M, None)
+                                seg = pop((snd_una + i) & _M, None)
+                                if seg is not None and freed >= 0:
+                                    freed += len(seg.data)
                         snd_una = next(iter(snd_buf)) if snd_buf else snd_nxt
             else:
                 snd_una = snd_nxt
@@ -659,9 +717,13 @@ class Kcp:
                         rttval = self.rx_rttval
                         rx_rto = self.rx_rto
                 # selective ack of one sn in [snd_una, snd_nxt)
-                if (((sn - snd_una) & _M) < _HALF and ((sn - snd_nxt) & _M) >= _HALF
-                        and snd_buf.pop(sn, None) is not None and sn == snd_una):
-                    snd_una = next(iter(snd_buf)) if snd_buf else snd_nxt
+                if ((sn - snd_una) & _M) < _HALF and ((sn - snd_nxt) & _M) >= _HALF:
+                    seg = snd_buf.pop(sn, None)
+                    if seg is not None:
+                        if freed >= 0:
+                            freed += len(seg.data)
+                        if sn == snd_una:
+                            snd_una = next(iter(snd_buf)) if snd_buf else snd_nxt
                 if not ack_flag:
                     ack_flag = True
                     maxack = sn
@@ -671,24 +733,42 @@ class Kcp:
                     maxack = sn
                     latest_ts = ts
             elif cmd == CMD_PUSH:
+                if length > max_segment:
+                    error = -4
+                    break
                 if ((sn - rcv_nxt - rcv_wnd) & _M) >= _HALF:  # sn < rcv_nxt + rcv_wnd
-                    acklist.append(sn)
-                    acklist.append(ts)
                     if ((sn - rcv_nxt) & _M) < _HALF:  # sn >= rcv_nxt
                         if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
+                            acklist.append(sn)
+                            acklist.append(ts)
                             rcv_queue.append((frg, data[offset:offset + length]))
                             rcv_nxt = (rcv_nxt + 1) & _M
-                        else:
+                        elif (sn in rcv_buf or sn == rcv_nxt
+                              or self.rcv_buf_bytes + length <= self.rcv_buf_limit):
+                            acklist.append(sn)
+                            acklist.append(ts)
                             if sn not in rcv_buf:
                                 rcv_buf[sn] = (frg, data[offset:offset + length])
+                                self.rcv_buf_bytes += length
                             while rcv_nxt in rcv_buf and len(rcv_queue) < rcv_wnd:
-                                rcv_queue.append(rcv_buf.pop(rcv_nxt))
+                                segment = rcv_buf.pop(rcv_nxt)
+                                self.rcv_buf_bytes -= len(segment[1])
+                                rcv_queue.append(segment)
                                 rcv_nxt = (rcv_nxt + 1) & _M
+                        # else: over rcv_buf_limit: dropped unacknowledged (retransmitted)
+                    else:
+                        acklist.append(sn)
+                        acklist.append(ts)
             elif cmd == CMD_WASK:
                 self.probe |= ASK_TELL
             offset += length
 
         self.snd_una = snd_una
+        if freed:
+            if freed < 0:
+                self._snd_buf_bytes = sum(len(seg.data) for seg in snd_buf.values())
+            else:
+                self._snd_buf_bytes -= freed
         self.rcv_nxt = rcv_nxt
         self.rmt_wnd = rmt_wnd
         self.rx_srtt = srtt
@@ -823,8 +903,10 @@ class Kcp:
             snd_nxt = self.snd_nxt
             limit = (self.snd_una + cwnd_eff) & _M
             popleft = queue.popleft
+            moved = 0
             while queue and ((snd_nxt - limit) & _M) >= _HALF:
                 seg = popleft()
+                moved += len(seg.data)
                 seg.sn = snd_nxt
                 seg.ts = current
                 seg.resendts = current
@@ -836,6 +918,8 @@ class Kcp:
                 if shortcut:
                     fresh.append(seg)
             self.snd_nxt = snd_nxt
+            self._snd_queue_bytes -= moved
+            self._snd_buf_bytes += moved
 
         fastresend = self._fastresend
         resent = fastresend if fastresend > 0 else _M

@@ -4,13 +4,32 @@ Theory of operation
 -------------------
 Sessions. One UDP socket serves every session; a datagram is routed by (peer address,
 conv). A datagram for an unknown pair opens a session only if it is a valid KCP PUSH of
-sequence number 0 (the first segment a peer ever sends), so stray or late datagrams do
-not create sessions; recently closed pairs are remembered for a while and ignored.
+sequence number 0 or a WASK (the first segment a peer ever sends), so stray or late
+datagrams do not create sessions; recently closed pairs are remembered for a while and
+ignored (and answered with a reset if we aborted them, so a peer whose reset datagram was
+lost learns at its next datagram).
 
-Timing. KCP is driven event by event (ARCHITECTURE.md): after every `input` and every
-`send` the session flushes at once, so ACKs and data leave immediately. A loop timer is
-set only while something is in flight (`waitsnd() > 0`), at the time `check()` asks for,
-to retransmit or probe. Idle sessions cost no timer at all.
+Admission (admission.py). Sources can be forged and KCP has no handshake, so a server
+session starts *unproven*: it expires after `UNPROVEN_TIMEOUT` s of silence, it is the
+first evicted when the table or its host's share (`max_sessions_per_address`) is full,
+and it may draw at most `AMPLIFICATION_FACTOR` x the bytes it sent (datagrams past that are
+dropped, KCP retransmits them later, and one window probe asks the peer to prove itself).
+It becomes proven when the peer acknowledges our data or answers our probe (which also
+lifts the amplification limit), or when a second datagram of it is accepted. Only a
+datagram that the KCP core accepts counts as hearing from the peer.
+
+Hostile segments. A PUSH longer than the MSS is refused and out-of-order data is capped in
+bytes (`rcv_buf_limit`), so a session holds at most about two windows of payload.
+
+Timing. KCP is driven event by event (ARCHITECTURE.md): after `input` and `send` the
+session flushes at the end of the same loop iteration (`Loop.call_before_poll`, as TCP
+sends its queued writes), so the handler's reply in that iteration carries the ACK: a
+ping-pong costs 2 datagrams per round trip, as the C reference driven event-wise, not 4;
+and the writes and ACKs of one iteration share datagrams. A loop timer is
+set only while something waits to be sent or acknowledged, at the time the core's
+`next_due()` names: the earliest retransmission (RTO with its backoff) or the next window
+probe (ikcp's 7 s backoff to 120 s), never at the flush interval. Idle sessions cost no
+timer at all. A segment sent `dead_link` times ends the session with `TimeoutError`.
 
 Streams over messages. The core runs in message mode: each `write` becomes messages of
 at most `MAX_MESSAGE` bytes, and an *empty* message marks end-of-stream (`write_eof`,
@@ -42,6 +61,8 @@ from muxio.futures import Future
 from muxio.loop import Loop, TimerHandle
 from muxio.protocols import Protocol, ProtocolFactory
 from muxio.transports.flow import water_marks
+from muxio.transports.kcp import offload
+from muxio.transports.kcp.admission import ExpiringKeys, SessionTable
 from muxio.transports.kcp.core import FAST, Kcp, KcpProfile
 from muxio.transports.lifecycle import TransportLifecycle
 from muxio.transports.tcp import listen_addresses
@@ -55,11 +76,18 @@ CMD_RESET = 0x60
 _HEADER = struct.Struct("<IBBHIIII")
 _CMD_PUSH = 81
 _CMD_WASK = 83
+_CMD_WINS = 84
 _OPENING_COMMANDS = frozenset({_CMD_PUSH, _CMD_WASK})
 """A session opens on the first PUSH (sn 0) or on the WASK muxio's client sends at once."""
 _MAX_DATAGRAM = 65535
 _DATAGRAMS_PER_WAKEUP = 64
 _RECENTLY_CLOSED_SECONDS = 30.0
+UNPROVEN_TIMEOUT = 10.0
+"""Seconds of silence after which a session that never proved a live peer is dropped."""
+AMPLIFICATION_FACTOR = 3
+"""An unproven peer draws at most this many bytes per byte it sent (as QUIC servers do)."""
+_PROBE_REPEAT_SECONDS = 1.0
+_RESET_REPEAT_SECONDS = 0.2
 LINGER_SECONDS = 10.0
 """How long a locally closed session keeps ACKing a peer that has not sent its EOF."""
 _CONNECT_ERRORS = (ConnectionRefusedError, ConnectionResetError)
@@ -69,18 +97,30 @@ def now_ms(loop: Loop) -> int:
     return int(loop.time() * 1000.0) & 0xFFFFFFFF
 
 
+def _has_command(datagram: bytes, command: int) -> bool:
+    """A segment of `command` is among the datagram's segments (headers walked)."""
+    offset, size = 0, len(datagram)
+    while size - offset >= _HEADER.size:
+        if datagram[offset + 4] == command:
+            return True
+        offset += _HEADER.size + int.from_bytes(datagram[offset + 20:offset + 24], "little")
+    return False
+
+
 class KcpTransport(TransportLifecycle):
     """One KCP session: the Transport a stream Protocol gets, as on TCP."""
 
     __slots__ = ("_loop", "_endpoint", "_address", "_conv", "_kcp", "_timer", "_timer_at",
                  "_reading", "_eof_sent", "_eof_received",
                  "_idle_timeout", "_last_heard", "_idle_timer", "_close_when_acked",
-                 "_mss", "_gone", "_lingering")
+                 "_gone", "_lingering", "proven", "_limited", "_budget", "_accepted",
+                 "_probe_at", "_flush_pending", "_flush_callback")
 
     _protocol: Protocol
 
     def __init__(self, loop: Loop, endpoint: KcpEndpoint, address: Any, conv: int,  # noqa: PLR0917
-                 protocol: Protocol, profile: KcpProfile, idle_timeout: float | None) -> None:
+                 protocol: Protocol, profile: KcpProfile, idle_timeout: float | None,
+                 *, proven: bool = True) -> None:
         self._loop = loop
         self._endpoint = endpoint
         self._address = address
@@ -88,11 +128,21 @@ class KcpTransport(TransportLifecycle):
         self._init_lifecycle(loop, protocol, {
             "peername": address, "sockname": endpoint.sock.getsockname(),
             "socket": endpoint.sock, "transport": "kcp", "backend": loop.backend,
-            "conv": conv})
+            "conv": conv, "endpoint_statistics": endpoint.statistics})
         self._kcp = Kcp(conv, self._output)
         self._kcp.apply_profile(profile)
-        self._mss = self._kcp.mss
+        self._kcp.max_segment = self._kcp.mss
+        self._kcp.rcv_buf_limit = self._kcp.rcv_wnd * self._kcp.mss
         self._kcp.update(now_ms(loop))
+        self.proven = proven
+        """The peer showed it is live (see admission.py); a client's peer is chosen, so
+        a client session starts proven."""
+        self._limited = not proven  # the amplification limit applies
+        self._budget = 0  # bytes an unproven peer may still draw
+        self._accepted = 0  # datagrams the core accepted
+        self._probe_at = float("-inf")
+        self._flush_pending = False
+        self._flush_callback = self._flush_now
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0
         self._high_water, self._low_water = water_marks(None, None)
@@ -106,8 +156,9 @@ class KcpTransport(TransportLifecycle):
         self._idle_timeout = idle_timeout
         self._last_heard = loop.time()
         self._idle_timer: TimerHandle | None = None
-        if idle_timeout is not None:
-            self._idle_timer = loop.call_later(idle_timeout, self._check_idle)
+        first_check = self._silence_allowed()
+        if first_check is not None:
+            self._idle_timer = loop.call_later(first_check, self._check_idle)
 
     def start(self) -> None:
         try:
@@ -120,19 +171,45 @@ class KcpTransport(TransportLifecycle):
     def datagram_received(self, data: bytes) -> None:
         if self._gone:
             return
-        self._last_heard = self._loop.time()
         kcp = self._kcp
         kcp.update(now_ms(self._loop))
-        if kcp.input(data) < 0:
-            log.debug("kcp %s conv %d: malformed datagram ignored", self._address, self._conv)
-            return
-        kcp.flush()  # ACKs (and data unlocked by the window) leave now
+        if not self._limited:
+            if kcp.input(data) < 0:
+                self._refused(data)
+                return
+        else:
+            una, in_flight = kcp.snd_una, kcp.nsnd_buf
+            if kcp.input(data) < 0:
+                self._refused(data)
+                return
+            self._unproven_input(data, kcp.snd_una != una or kcp.nsnd_buf < in_flight)
+        self._last_heard = self._loop.time()
         if self._lingering:
             self._linger_input()
             return
         if self._reading:
             self._deliver()
-        self._after_progress()
+        # ACKs leave at the end of this loop iteration, with the handler's reply if it
+        # wrote one (one datagram instead of two)
+        self._schedule_flush()
+
+    def _refused(self, data: bytes) -> None:
+        self._endpoint.malformed_datagrams += 1
+        log.debug("kcp %s conv %d: malformed datagram ignored (%d bytes)", self._address,
+                  self._conv, len(data))
+
+    def _unproven_input(self, data: bytes, acknowledged: bool) -> None:
+        """An accepted datagram of a peer that has not acknowledged anything yet: earn
+        budget, look for proof."""
+        self._accepted += 1
+        self._budget += AMPLIFICATION_FACTOR * len(data)
+        if not acknowledged and self._probe_at > float("-inf"):
+            acknowledged = _has_command(data, _CMD_WINS)  # the answer to our probe
+        if acknowledged:
+            self._limited = False
+        if not self.proven and (acknowledged or self._accepted >= 2):
+            self.proven = True
+            self._endpoint.session_proven(self)
 
     def _linger_input(self) -> None:
         """Closed here: keep ACKing (and dropping) what the peer sends until its EOF."""
@@ -163,7 +240,7 @@ class KcpTransport(TransportLifecycle):
                 chunks = []
         if chunks:
             self._data(b"".join(chunks))
-        kcp.flush()  # a reopened receive window is announced at once (WINS)
+        self._schedule_flush()  # a reopened receive window is announced (WINS)
 
     def _data(self, data: bytes) -> None:
         if self._lost:
@@ -196,7 +273,6 @@ class KcpTransport(TransportLifecycle):
         if self._reading and not self._lost:
             self._kcp.update(now_ms(self._loop))
             self._deliver()
-            self._after_progress()
 
     def is_reading(self) -> bool:
         return self._reading and not self._closing
@@ -204,7 +280,29 @@ class KcpTransport(TransportLifecycle):
     # -- datagrams out -------------------------------------------------------------------
 
     def _output(self, datagram: bytes) -> None:
+        if self._limited:
+            if len(datagram) > self._budget:
+                self._over_budget()
+                return
+            self._budget -= len(datagram)
         self._endpoint.send_datagram(datagram, self._address)
+
+    def _over_budget(self) -> None:
+        """An unproven peer reached its amplification limit: the datagram is dropped (KCP
+        retransmits it) and a window probe, at most once a second, asks the peer to
+        answer: a live peer's WINS proves it and lifts the limit."""
+        self._endpoint.amplification_drops += 1
+        now = self._loop.time()
+        if self._budget >= _HEADER.size and now - self._probe_at >= _PROBE_REPEAT_SECONDS:
+            self._probe_at = now
+            self._budget -= _HEADER.size
+            self._send_probe()
+
+    def _send_probe(self) -> None:
+        window = max(0, self._kcp.rcv_wnd - self._kcp.nrcv_que)
+        self._endpoint.send_datagram(
+            _HEADER.pack(self._conv, _CMD_WASK, 0, window, 0, 0, self._kcp.rcv_nxt, 0),
+            self._address)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._eof_sent:
@@ -218,8 +316,9 @@ class KcpTransport(TransportLifecycle):
         kcp.update(now_ms(self._loop))
         for start in range(0, len(view), MAX_MESSAGE):
             kcp.send(bytes(view[start:start + MAX_MESSAGE]))
-        kcp.flush()
-        self._after_progress()
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_before_poll(self._flush_callback)
         self._maybe_pause()
 
     def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
@@ -232,8 +331,7 @@ class KcpTransport(TransportLifecycle):
         kcp = self._kcp
         kcp.update(now_ms(self._loop))
         kcp.send(b"")  # an empty message is the end of the stream
-        kcp.flush()
-        self._after_progress()
+        self._schedule_flush()
         if self._eof_received:
             self.close()
 
@@ -241,9 +339,24 @@ class KcpTransport(TransportLifecycle):
         return True
 
     def get_write_buffer_size(self) -> int:
-        return self._kcp.waitsnd() * self._mss
+        return self._kcp.waitsnd_bytes()
 
-    # -- timers --------------------------------------------------------------------------
+    # -- flushing and timers ---------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        """Flush at the end of this loop iteration (Loop.call_before_poll), once however
+        many datagrams came in and writes were made: the handler's reply carries the
+        ACKs, and small writes share datagrams."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_before_poll(self._flush_callback)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        if self._gone:
+            return
+        self._kcp.flush()
+        self._after_progress()
 
     def _after_progress(self) -> None:
         """After input/send/timer: resume the writer, finish a close, rearm the timer."""
@@ -254,19 +367,18 @@ class KcpTransport(TransportLifecycle):
             self._connection_failed(TimeoutError(
                 f"kcp peer {self._address} stopped acknowledging (dead link)"))
             return
-        waiting = kcp.waitsnd()
         if self._writing_paused:
             self._maybe_resume()
-        if waiting == 0:
-            if self._close_when_acked:
-                self._finish_close()
-            elif self._timer is not None:
+        if kcp.waitsnd() == 0 and self._close_when_acked:
+            self._finish_close()
+            return
+        due = kcp.next_due(now_ms(self._loop))
+        if due is None:
+            if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             return
-        now = now_ms(self._loop)
-        delay = ((kcp.check(now) - now) & 0xFFFFFFFF) / 1000.0
-        when = self._loop.time() + delay
+        when = self._loop.time() + due / 1000.0
         if self._timer is None or when < self._timer_at - 0.0005:
             if self._timer is not None:
                 self._timer.cancel()
@@ -277,20 +389,31 @@ class KcpTransport(TransportLifecycle):
         self._timer = None
         if self._lost:
             return
-        self._kcp.update(now_ms(self._loop))
+        kcp = self._kcp
+        kcp.update(now_ms(self._loop))
+        kcp.flush()  # update() flushes only once per interval; a due timer always does
         self._after_progress()
+
+    def _silence_allowed(self) -> float | None:
+        """Seconds of silence after which the session is dropped (None: never)."""
+        if self.proven:
+            return self._idle_timeout
+        if self._idle_timeout is None:
+            return UNPROVEN_TIMEOUT
+        return min(self._idle_timeout, UNPROVEN_TIMEOUT)
 
     def _check_idle(self) -> None:
         self._idle_timer = None
-        if self._lost or self._idle_timeout is None:
+        allowed = self._silence_allowed()
+        if self._lost or allowed is None:
             return
         silent = self._loop.time() - self._last_heard
-        if silent >= self._idle_timeout:
+        if silent >= allowed:
+            what = "idle timeout" if self.proven else "never proved a live peer"
             self._connection_failed(TimeoutError(
-                f"kcp peer {self._address} silent for {silent:.1f} s (idle timeout)"))
+                f"kcp peer {self._address} silent for {silent:.1f} s ({what})"))
         else:
-            self._idle_timer = self._loop.call_later(self._idle_timeout - silent,
-                                                     self._check_idle)
+            self._idle_timer = self._loop.call_later(allowed - silent, self._check_idle)
 
     # -- closing -------------------------------------------------------------------------
 
@@ -303,9 +426,8 @@ class KcpTransport(TransportLifecycle):
             self._eof_sent = True
             self._kcp.update(now_ms(self._loop))
             self._kcp.send(b"")
-            self._kcp.flush()
         self._close_when_acked = True
-        self._after_progress()
+        self._schedule_flush()
 
     def _finish_close(self) -> None:
         """Everything we sent is acknowledged: the protocol is done. Like TCP's TIME_WAIT,
@@ -329,10 +451,23 @@ class KcpTransport(TransportLifecycle):
             if self._lingering:
                 self._teardown()
             return
-        self._endpoint.send_datagram(_HEADER.pack(self._conv, CMD_RESET, 0, 0, 0, 0, 0, 0),
-                                     self._address)
+        self._endpoint.send_reset(self._address, self._conv)
+        self._endpoint.aborted(self)
         self._teardown()
         self._lose(exc)
+
+    def evict(self) -> None:
+        """Make room in a full table (an unproven session): reset, then gone."""
+        if self._limited and self._budget < _HEADER.size:
+            self._endpoint.aborted(self)  # no budget for a reset now; answered later
+        else:
+            self._budget -= _HEADER.size
+            self._endpoint.send_reset(self._address, self._conv)
+            self._endpoint.aborted(self)
+        self._teardown()
+        self._lose(ConnectionAbortedError(
+            f"kcp session of {self._address} evicted: the session table was full and the "
+            f"peer had not proved itself live"))
 
     def announce(self) -> None:
         """Send a window probe (WASK) so that the peer opens its side of the session."""
@@ -352,6 +487,7 @@ class KcpTransport(TransportLifecycle):
         if self._lost:
             return
         log.debug("kcp %s conv %d: %s", self._address, self._conv, exc)
+        self._endpoint.aborted(self)
         self._teardown()
         self._lose(exc)
 
@@ -374,7 +510,10 @@ class KcpTransport(TransportLifecycle):
         return self._address, self._conv
 
     def statistics(self) -> dict[str, int]:
-        return {"waitsnd": self._kcp.waitsnd(), "retransmissions": self._kcp.xmit}
+        kcp = self._kcp
+        return {"waitsnd": kcp.waitsnd(), "waitsnd_bytes": kcp.waitsnd_bytes(),
+                "retransmissions": kcp.xmit, "rcv_buf_bytes": kcp.rcv_buf_bytes,
+                "proven": int(self.proven)}
 
     def __repr__(self) -> str:
         return f"<KcpTransport {self._address} conv={self._conv}>"
@@ -385,15 +524,25 @@ class KcpEndpoint:
 
     def __init__(self, loop: Loop, sock: socket.socket, *, profile: KcpProfile,
                  protocol_factory: ProtocolFactory | None, idle_timeout: float | None,
-                 max_sessions: int) -> None:
+                 max_sessions: int, max_sessions_per_address: int | None = None,
+                 udp_offload: bool = True) -> None:
         self._loop = loop
         self.sock = sock
         self._profile = profile
         self._protocol_factory = protocol_factory
         self._idle_timeout = idle_timeout
-        self._max_sessions = max_sessions
+        self.table: SessionTable[KcpTransport] = SessionTable(
+            max_sessions, max_sessions_per_address or max_sessions, loop.time)
         self.sessions: dict[tuple[Any, int], KcpTransport] = {}
-        self._recently_closed: dict[tuple[Any, int], float] = {}
+        capacity = max(1024, 2 * max_sessions)
+        self.recently_closed: ExpiringKeys[tuple[Any, int]] = ExpiringKeys(
+            _RECENTLY_CLOSED_SECONDS, capacity, loop.time)
+        """(address, conv) pairs closed lately: their late datagrams open nothing."""
+        self.recently_aborted: ExpiringKeys[tuple[Any, int]] = ExpiringKeys(
+            _RECENTLY_CLOSED_SECONDS, capacity, loop.time)
+        """Pairs we aborted lately: their datagrams are answered with a reset."""
+        self._resets_repeated: ExpiringKeys[tuple[Any, int]] = ExpiringKeys(
+            _RESET_REPEAT_SECONDS, capacity, loop.time)
         self._fd = sock.fileno()
         self._closing = False  # close() has begun (re-entrant calls return at once)
         self.stopped = False
@@ -401,7 +550,36 @@ class KcpEndpoint:
         self._closed = False  # the socket is closed
         self._edge = loop.edge_triggered
         self.dropped_datagrams = 0
-        loop.add_reader(sock.fileno(), self._read_ready)
+        """Datagrams routed to no session (strays, refused or late openings)."""
+        self.malformed_datagrams = 0
+        """Datagrams of a session that its KCP core refused."""
+        self.amplification_drops = 0
+        """Datagrams not sent to an unproven peer that had used up its budget."""
+        self.resets_answered = 0
+        self.datagrams_sent = 0
+        self.datagrams_received = 0
+        # UDP GSO/GRO where the kernel offers them (offload.py); else as plain UDP
+        self.gso = udp_offload and offload.enable_gso(sock)
+        self.gro = udp_offload and offload.enable_gro(sock)
+        self.gso_sends = 0
+        self.gro_receives = 0
+        self._pending: list[tuple[bytes, Any]] = []
+        self._pending_scheduled = False
+        loop.add_reader(sock.fileno(), self._read_ready_gro if self.gro else self._read_ready)
+
+    def statistics(self) -> dict[str, int]:
+        table = self.table
+        return {"datagrams_sent": self.datagrams_sent,
+                "datagrams_received": self.datagrams_received,
+                "sessions": len(self.sessions), "unproven_sessions": table.unproven,
+                "refused_sessions": table.refused, "evicted_sessions": table.evicted,
+                "dropped_datagrams": self.dropped_datagrams,
+                "malformed_datagrams": self.malformed_datagrams,
+                "amplification_drops": self.amplification_drops,
+                "resets_answered": self.resets_answered,
+                "gso": int(self.gso), "gso_sends": self.gso_sends,
+                "gro": int(self.gro), "gro_receives": self.gro_receives,
+                "recently_closed": len(self.recently_closed)}
 
     @property
     def connections(self) -> set[KcpTransport]:
@@ -445,11 +623,48 @@ class KcpEndpoint:
             except OSError as exc:
                 log.warning("kcp endpoint recv failed: %r", exc)
                 return
+            self.datagrams_received += 1
             self._route(data, address)
             if self._closed:
                 return
         if self._edge:
             self._loop.call_soon(self._read_ready)
+
+    def _read_ready_gro(self) -> None:
+        """`_read_ready` with UDP_GRO on: one receive may hold several datagrams of one
+        peer glued together; the kernel says their size."""
+        if self._closing:
+            return  # an edge-triggered continuation scheduled before the close
+        recvmsg = self.sock.recvmsg
+        segment_size = offload.gro_segment_size
+        for _ in range(_DATAGRAMS_PER_WAKEUP):
+            try:
+                data, ancillary, _flags, address = recvmsg(_MAX_DATAGRAM,
+                                                           offload.GRO_CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except _CONNECT_ERRORS as exc:
+                for session in list(self.sessions.values()):
+                    session._connection_failed(exc)
+                return
+            except OSError as exc:
+                log.warning("kcp endpoint recv failed: %r", exc)
+                return
+            size = segment_size(ancillary) if ancillary else 0
+            if size and len(data) > size:
+                self.gro_receives += 1
+                for start in range(0, len(data), size):
+                    self.datagrams_received += 1
+                    self._route(data[start:start + size], address)
+                    if self._closed:
+                        return
+            else:
+                self.datagrams_received += 1
+                self._route(data, address)
+            if self._closed:
+                return
+        if self._edge:
+            self._loop.call_soon(self._read_ready_gro)
 
     def _route(self, data: bytes, address: Any) -> None:
         if len(data) < _HEADER.size:
@@ -464,14 +679,24 @@ class KcpEndpoint:
             else:
                 session.datagram_received(data)
             return
+        if key in self.recently_closed:
+            self.dropped_datagrams += 1
+            if (cmd != CMD_RESET and key in self.recently_aborted
+                    and key not in self._resets_repeated):
+                # Our reset may have been lost: say it again, at most once per
+                # _RESET_REPEAT_SECONDS per session (a peer's whole window of datagrams
+                # in flight draws one reset, not one each; never larger than the datagram
+                # that asked, so no amplification).
+                self._resets_repeated.add(key)
+                self.resets_answered += 1
+                self.send_reset(address, conv)
+            return
         if (self._protocol_factory is None or cmd not in _OPENING_COMMANDS or sn != 0
-                or una != 0 or key in self._recently_closed):
+                or una != 0):
             self.dropped_datagrams += 1
             return
-        if len(self.sessions) >= self._max_sessions:
+        if not self.table.admit(address):
             self.dropped_datagrams += 1
-            log.warning("kcp: session limit %d reached; datagram from %s dropped",
-                        self._max_sessions, address)
             return
         try:
             protocol = self._protocol_factory()
@@ -479,21 +704,77 @@ class KcpEndpoint:
             self._loop.call_exception_handler({
                 "message": "protocol factory failed; kcp session refused", "exception": exc})
             return
-        session = self.open_session(address, conv, protocol)
+        session = self.open_session(address, conv, protocol, proven=False)
         session.datagram_received(data)
 
-    def open_session(self, address: Any, conv: int, protocol: Protocol) -> KcpTransport:
+    def open_session(self, address: Any, conv: int, protocol: Protocol, *,
+                     proven: bool = True) -> KcpTransport:
         session = KcpTransport(self._loop, self, address, conv, protocol, self._profile,
-                               self._idle_timeout)
+                               self._idle_timeout, proven=proven)
         self.sessions[session.key] = session
+        self.table.added(session, address)
+        if proven:
+            self.table.proven(session)
         session.start()
         return session
+
+    def session_proven(self, session: KcpTransport) -> None:
+        self.table.proven(session)
+
+    def aborted(self, session: KcpTransport) -> None:
+        """`session` ended abnormally here: later datagrams of it get a reset."""
+        self.recently_aborted.add(session.key)
+
+    def send_reset(self, address: Any, conv: int) -> None:
+        self.send_datagram(_HEADER.pack(conv, CMD_RESET, 0, 0, 0, 0, 0, 0), address)
 
     def send_datagram(self, datagram: bytes, address: Any) -> None:
         if self._closed:
             return
+        if self.gso:
+            # sent with the iteration's other datagrams, right before the next poll
+            self._pending.append((datagram, address))
+            if not self._pending_scheduled:
+                self._pending_scheduled = True
+                self._loop.call_before_poll(self._send_pending)
+            return
+        self._sendto(datagram, address)
+
+    def _send_pending(self) -> None:
+        """Send the queued datagrams: each run of equal-size datagrams to one address in
+        one GSO sendmsg, a lone datagram with sendto."""
+        self._pending_scheduled = False
+        pending, self._pending = self._pending, []
+        if self._closed:
+            return
+        for address, run in offload.gso_runs(pending):
+            if len(run) == 1 or not self.gso:
+                for datagram in run:
+                    self._sendto(datagram, address)
+                continue
+            try:
+                offload.send_run(self.sock, run, address)
+            except (BlockingIOError, InterruptedError):
+                self.dropped_datagrams += len(run)  # UDP: KCP will retransmit
+                continue
+            except OSError as exc:
+                if exc.errno in offload.GSO_FAILURES:
+                    log.info("kcp: UDP GSO refused on this route (%s); sending datagrams "
+                             "one by one", exc.strerror)
+                    self.gso = False
+                    for datagram in run:
+                        self._sendto(datagram, address)
+                elif exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
+                                       errno.ENETUNREACH):
+                    log.warning("kcp send to %s failed: %r", address, exc)
+                continue
+            self.gso_sends += 1
+            self.datagrams_sent += len(run)
+
+    def _sendto(self, datagram: bytes, address: Any) -> None:
         try:
             self.sock.sendto(datagram, address)
+            self.datagrams_sent += 1
         except (BlockingIOError, InterruptedError):
             self.dropped_datagrams += 1  # UDP: KCP will retransmit
         except OSError as exc:
@@ -502,11 +783,8 @@ class KcpEndpoint:
 
     def forget(self, session: KcpTransport) -> None:
         if self.sessions.pop(session.key, None) is not None:
-            now = self._loop.time()
-            self._recently_closed[session.key] = now + _RECENTLY_CLOSED_SECONDS
-            if len(self._recently_closed) > 1024:
-                self._recently_closed = {key: until for key, until in
-                                         self._recently_closed.items() if until > now}
+            self.table.removed(session)
+            self.recently_closed.add(session.key)
         if self._protocol_factory is None and not self.sessions:
             self.close()  # a client endpoint lives as long as its one session
 
@@ -520,6 +798,8 @@ class KcpEndpoint:
         self.stopped = True
         for session in list(self.sessions.values()):
             session.abort()
+        if self._pending:
+            self._send_pending()  # the resets just queued go out before the socket closes
         self._closed = True
         if not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
@@ -576,8 +856,13 @@ def _udp_socket(family: int, rcvbuf: int) -> socket.socket:
 
 def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
           *, loop: Loop, profile: KcpProfile = FAST, idle_timeout: float | None = 120.0,
-          max_sessions: int = 10000, rcvbuf: int = 4 * 1024 * 1024) -> KcpServer:
-    """Accept KCP sessions on UDP `host:port` ('localhost' = 127.0.0.1 and ::1)."""
+          max_sessions: int = 10000, max_sessions_per_address: int = 256,
+          rcvbuf: int = 4 * 1024 * 1024, udp_offload: bool = True) -> KcpServer:
+    """Accept KCP sessions on UDP `host:port` ('localhost' = 127.0.0.1 and ::1).
+
+    At most `max_sessions` per socket and `max_sessions_per_address` per source IP; when
+    either is reached, the oldest session that never proved a live peer is evicted for a
+    newcomer, else the newcomer is refused (see admission.py)."""
     endpoints: list[KcpEndpoint] = []
     try:
         for family, address in listen_addresses(host, port, socket.SOCK_DGRAM):
@@ -594,7 +879,9 @@ def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", por
                 raise
             endpoints.append(KcpEndpoint(loop, sock, profile=profile,
                                          protocol_factory=protocol_factory,
-                                         idle_timeout=idle_timeout, max_sessions=max_sessions))
+                                         idle_timeout=idle_timeout, max_sessions=max_sessions,
+                                         max_sessions_per_address=max_sessions_per_address,
+                                         udp_offload=udp_offload))
     except OSError:
         for endpoint in endpoints:
             endpoint.close()
@@ -604,8 +891,8 @@ def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", por
 
 def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Loop,
             conv: int | None = None, profile: KcpProfile = FAST,
-            idle_timeout: float | None = 120.0,
-            rcvbuf: int = 4 * 1024 * 1024) -> Future[tuple[KcpTransport, Protocol]]:
+            idle_timeout: float | None = 120.0, rcvbuf: int = 4 * 1024 * 1024,
+            udp_offload: bool = True) -> Future[tuple[KcpTransport, Protocol]]:
     """Open a KCP session to `host:port`. KCP has no handshake: the future completes at
     once; an unreachable peer shows up later as connection_lost(ConnectionRefusedError)
     (ICMP) or TimeoutError (dead link / idle timeout)."""
@@ -619,7 +906,8 @@ def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Lo
         future.set_exception(exc)
         return future
     endpoint = KcpEndpoint(loop, sock, profile=profile, protocol_factory=None,
-                           idle_timeout=idle_timeout, max_sessions=1)
+                           idle_timeout=idle_timeout, max_sessions=1,
+                           udp_offload=udp_offload)
     if conv is None:
         conv = int.from_bytes(os.urandom(4), "little") or 1
     protocol = protocol_factory()
