@@ -592,13 +592,14 @@ class DatagramBridge(aio_transports._FlowControlMixin, aio_transports.DatagramTr
 def tls_layer(loop: EventLoop, bridge: SslBridge, context: ssl.SSLContext | None, *,
               server_side: bool, server_hostname: str | None,
               waiter: asyncio.Future[Any] | None, handshake_timeout: float | None,
-              shutdown_timeout: float | None, link: InnerLink) -> TlsTransport:
+              shutdown_timeout: float | None, link: InnerLink | None) -> TlsTransport:
     """muxio's TLS layer with `bridge` as its handler, for an asyncio protocol, with
     asyncio's rules: its default timeouts and contexts, and the handshake's outcome given
     to `waiter` as asyncio gives it: a refused certificate is the ssl.SSLError asyncio
     raises (muxio's reason added as a note), a handshake over time a
     ConnectionAbortedError saying so, a peer gone a ConnectionResetError (both also
-    muxio's TlsHandshakeError)."""
+    muxio's TlsHandshakeError). `link`: see InnerLink (None where the inner transport
+    does not outlive its session)."""
     if not context:  # ssl=True: asyncio's default context, as its SSLProtocol makes it
         if server_side:
             raise ValueError("Server side SSL needs a valid SSLContext")

@@ -9,17 +9,23 @@ muxio/transports/kcp). They need the muxio.aio loop, since the transport runs on
 muxio Loop underneath it. KCP has no handshake: a connection "succeeds" at once, and an
 unreachable peer shows up as connection_lost(ConnectionRefusedError) (ICMP) or
 TimeoutError (dead link / idle timeout).
+
+`ssl=` (an SSLContext) puts muxio's TLS layer on the KCP session, with the same
+arguments and rules as asyncio's `ssl=` over TCP (see bridges.tls_layer): the connection
+is made once the TLS handshake is done, and a refused certificate raises the
+ssl.SSLError asyncio raises. TLS over KCP, for asyncio code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl as ssl_module
 from asyncio import trsock
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from muxio.aio.bridges import StreamBridge
+from muxio.aio.bridges import InnerLink, SslBridge, StreamBridge, tls_layer
 from muxio.aio.loop import EventLoop
 from muxio.errors import MuxioError
 from muxio.transports.kcp import transport as kcp
@@ -57,13 +63,27 @@ async def _resolve(loop: EventLoop, host: str, port: int) -> str:
 async def create_kcp_connection(protocol_factory: ProtocolFactory, host: str, port: int, *,
                                 profile: KcpProfile = FAST,
                                 idle_timeout: float | None = 120.0,
-                                conv: int | None = None) -> tuple[StreamBridge,
-                                                                  asyncio.BaseProtocol]:
+                                conv: int | None = None,
+                                ssl: ssl_module.SSLContext | bool | None = None,
+                                server_hostname: str | None = None,
+                                ssl_handshake_timeout: float | None = None,
+                                ssl_shutdown_timeout: float | None = None,
+                                ) -> tuple[StreamBridge, asyncio.BaseProtocol]:
     """Open a KCP session to host:port; returns (transport, protocol) like
-    `loop.create_connection`."""
+    `loop.create_connection`, with TLS over the session when `ssl` is given."""
     loop = _running_muxio_loop()
+    if not ssl and (server_hostname is not None or ssl_handshake_timeout is not None
+                    or ssl_shutdown_timeout is not None):
+        raise ValueError("server_hostname, ssl_handshake_timeout and ssl_shutdown_timeout "
+                         "are only meaningful with ssl")
     address = await _resolve(loop, host, port)
     protocol = protocol_factory()
+    if ssl:
+        return await _tls_connection(
+            loop, protocol, address, port, context=ssl,
+            server_hostname=host if server_hostname is None else server_hostname,
+            handshake_timeout=ssl_handshake_timeout, shutdown_timeout=ssl_shutdown_timeout,
+            profile=profile, idle_timeout=idle_timeout, conv=conv)
     returned = loop.create_future()  # data flows once the caller has the transport
     bridge = StreamBridge(loop, protocol, hold_until=returned)
     try:
@@ -71,6 +91,29 @@ async def create_kcp_connection(protocol_factory: ProtocolFactory, host: str, po
                           profile=profile, idle_timeout=idle_timeout)
     finally:
         returned.set_result(None)
+    return bridge, protocol
+
+
+async def _tls_connection(loop: EventLoop, protocol: asyncio.BaseProtocol, address: str,
+                          port: int, *, context: ssl_module.SSLContext | bool,
+                          server_hostname: str, handshake_timeout: float | None,
+                          shutdown_timeout: float | None,
+                          **session: Any) -> tuple[StreamBridge, asyncio.BaseProtocol]:
+    """KCP, then muxio's TLS layer, then the bridge; returns once the handshake is done."""
+    waiter = loop.create_future()
+    bridge = SslBridge(loop, protocol)
+    link = InnerLink()
+    layer = tls_layer(loop, bridge, context if isinstance(context, ssl_module.SSLContext)
+                      else None, server_side=False, server_hostname=server_hostname,
+                      waiter=waiter, handshake_timeout=handshake_timeout,
+                      shutdown_timeout=shutdown_timeout, link=link)
+    try:
+        link.inner, _ = await kcp.connect(lambda: layer, address, port, loop=loop.muxio_loop,
+                                          **session)
+        await waiter
+    except BaseException:
+        bridge.close()
+        raise
     return bridge, protocol
 
 
@@ -177,16 +220,34 @@ class KcpServer(asyncio.AbstractServer):
 async def create_kcp_server(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1",
                             port: int = 0, *, profile: KcpProfile = FAST,
                             idle_timeout: float | None = 120.0,
-                            max_sessions: int = 10000) -> KcpServer:
+                            max_sessions: int = 10000,
+                            ssl: ssl_module.SSLContext | None = None,
+                            ssl_handshake_timeout: float | None = None,
+                            ssl_shutdown_timeout: float | None = None) -> KcpServer:
     """Accept KCP sessions on UDP host:port, each with a protocol from the factory, like
-    `loop.create_server` ('localhost' listens on 127.0.0.1 and ::1)."""
+    `loop.create_server` ('localhost' listens on 127.0.0.1 and ::1); with `ssl`, each
+    session is TLS (the protocol's connection_made comes after the handshake)."""
     loop = _running_muxio_loop()
+    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+        raise TypeError(f"ssl argument must be an SSLContext or None, not {ssl!r}")
+    if ssl is None and (ssl_handshake_timeout is not None or ssl_shutdown_timeout is not None):
+        raise ValueError("ssl_handshake_timeout and ssl_shutdown_timeout are only "
+                         "meaningful with ssl")
     server = KcpServer(loop)
 
     def bridged() -> StreamBridge:
         return StreamBridge(loop, protocol_factory(), server=server)  # type: ignore[arg-type]
 
-    server._inner = kcp.serve(bridged, host, port, loop=loop.muxio_loop, profile=profile,
+    def secured() -> Any:
+        # A failed handshake ends the session quietly (asyncio reports it only in
+        # debug mode); the protocol never hears of it.
+        bridge = SslBridge(loop, protocol_factory(), server=server)  # type: ignore[arg-type]
+        return tls_layer(loop, bridge, ssl, server_side=True, server_hostname=None,
+                         waiter=None, handshake_timeout=ssl_handshake_timeout,
+                         shutdown_timeout=ssl_shutdown_timeout, link=None)
+
+    server._inner = kcp.serve(bridged if ssl is None else secured, host, port,
+                              loop=loop.muxio_loop, profile=profile,
                               idle_timeout=idle_timeout, max_sessions=max_sessions)
     return server
 

@@ -2,9 +2,10 @@
 muxio's TLS layer (muxio/transports/tls) under the asyncio transport.
 
 Streams echo over TLS with a client certificate, start_tls upgrades on TCP and on KCP,
-and asyncio's error behaviour: an untrusted certificate raises the ssl.SSLError asyncio
-raises, a handshake over `ssl_handshake_timeout` ConnectionAbortedError, a peer that
-hangs up mid-handshake ConnectionResetError; the server keeps serving throughout."""
+streams with ssl= over KCP, and asyncio's error behaviour: an untrusted certificate
+raises the ssl.SSLError asyncio raises, a handshake over `ssl_handshake_timeout`
+ConnectionAbortedError, a peer that hangs up mid-handshake ConnectionResetError; the
+server keeps serving throughout."""
 
 from __future__ import annotations
 
@@ -260,3 +261,36 @@ def test_start_tls_refuses_what_asyncio_refuses(backend: str) -> None:
         return str(refused.value)
 
     assert "ssl.SSLContext" in run(backend, main())
+
+
+def test_streams_over_tls_over_kcp_with_ssl_argument(backend: str, pki: Pki) -> None:
+    """open_kcp_connection / start_kcp_server with ssl=: TLS over KCP for asyncio code in
+    one call, with the same refusal as over TCP for an untrusted certificate."""
+    server_context, client_context = contexts(pki)
+    untrusting = ssl.create_default_context(cafile=str(pki.rogue_ca))
+    payload = os.urandom(BIG)
+    handled: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handled.append(writer.get_extra_info("cipher")[1])
+        await echo(reader, writer)
+
+    async def main() -> tuple[bytes, str, BaseException]:
+        server = await muxio.aio.start_kcp_server(handle, "127.0.0.1", 0, ssl=server_context)
+        with pytest.raises(ssl.SSLCertVerificationError) as refused:
+            await muxio.aio.open_kcp_connection("127.0.0.1", server.port, ssl=untrusting,
+                                                server_hostname="localhost")
+        reader, writer = await muxio.aio.open_kcp_connection(
+            "127.0.0.1", server.port, ssl=client_context, server_hostname="localhost")
+        writer.write(payload)
+        received = hashlib.sha256(await reader.readexactly(BIG)).digest()
+        transport_name = writer.get_extra_info("transport")
+        writer.close()
+        await writer.wait_closed()
+        await close_server(server)
+        return received, transport_name, refused.value
+
+    received, transport_name, refused = run(backend, main())
+    assert received == hashlib.sha256(payload).digest()
+    assert transport_name == "tls+kcp" and handled[0].startswith("TLSv1.")
+    assert "certificate verify failed" in str(refused)
