@@ -249,9 +249,7 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
         self._bind_protocol(self._protocol)
         if self._sock is not None:
             self._loop._transports[self._sock_fd] = self
-        if self._server is not None and not self._attached:
-            self._attached = True
-            _server_attach(self._server, self)
+        self.attach_server()
         if self._hold_until is not None:
             self.hold_reading(self._hold_until)
             self._hold_until = None
@@ -362,6 +360,22 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
             target.abort()
         if self._sock is not None:
             keep_fin(self._sock)
+
+    def attach_server(self) -> None:
+        """Count this connection on its server (once). Plain connections are counted when
+        their muxio transport connects, which is at accept; TLS ones at accept too,
+        before their handshake, as asyncio counts them: a server closed meanwhile must
+        still take them (asyncio's Server refuses an attach once closed)."""
+        if self._server is not None and not self._attached:
+            self._attached = True
+            _server_attach(self._server, self)
+
+    def detach_server(self) -> None:
+        """The connection ends before its protocol heard of it (a failed TLS handshake)."""
+        server, self._server = self._server, None
+        if server is not None and self._attached:
+            self._attached = False
+            _server_detach(server, self)
 
     def hand_over(self, successor: StreamBridge) -> None:
         """start_tls: `successor` (over the TLS layer) now owns the connection, so the
@@ -614,6 +628,8 @@ def tls_layer(loop: EventLoop, bridge: SslBridge, context: ssl.SSLContext | None
             timer.cancel()
         bridge._pending = None  # no cycle bridge <-> layer: the session (and its
         # SSLContext) goes by reference counting, not at a later GC pass
+        if error is not None:
+            bridge.detach_server()
         if waiter is None or waiter.done():
             return
         if error is None:

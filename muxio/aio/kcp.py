@@ -242,6 +242,7 @@ async def create_kcp_server(protocol_factory: ProtocolFactory, host: str | None 
         # A failed handshake ends the session quietly (asyncio reports it only in
         # debug mode); the protocol never hears of it.
         bridge = SslBridge(loop, protocol_factory(), server=server)  # type: ignore[arg-type]
+        bridge.attach_server()  # from the session's start, before its handshake
         return tls_layer(loop, bridge, ssl, server_side=True, server_hostname=None,
                          waiter=None, handshake_timeout=ssl_handshake_timeout,
                          shutdown_timeout=ssl_shutdown_timeout, link=None)

@@ -489,6 +489,7 @@ class EventLoop(asyncio.SelectorEventLoop):
         # No hold on reading (unlike plain TCP): asyncio's SSL transport, too, delivers
         # the records that came with the handshake right after connection_made.
         bridge = SslBridge(self, protocol, sock=rawsock, extra=extra, server=server)
+        bridge.attach_server()  # from the accept on, as asyncio counts it
         link = InnerLink()
         layer = tls_layer(self, bridge, sslcontext, server_side=server_side,
                           server_hostname=server_hostname, waiter=waiter,

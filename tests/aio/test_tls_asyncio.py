@@ -10,8 +10,10 @@ server keeps serving throughout."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import socket
 import ssl
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -294,3 +296,72 @@ def test_streams_over_tls_over_kcp_with_ssl_argument(backend: str, pki: Pki) -> 
     assert received == hashlib.sha256(payload).digest()
     assert transport_name == "tls+kcp" and handled[0].startswith("TLSv1.")
     assert "certificate verify failed" in str(refused)
+
+
+def _handshake_started(port: int, context: ssl.SSLContext) -> tuple[socket.socket, Any]:
+    """A blocking TLS client that stops after the server's first flight: the server has
+    accepted the connection and is in the middle of the handshake."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    session = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        session.do_handshake()
+    sock.sendall(outgoing.read())
+    incoming.write(sock.recv(65536))
+    return sock, (session, incoming, outgoing)
+
+
+def _finish_and_read(sock: socket.socket, state: Any) -> bytes:
+    """Complete the handshake, then read until the server's close_notify or EOF."""
+    session, incoming, outgoing = state
+    with sock:
+        while True:
+            try:
+                session.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536) or b"")
+        sock.sendall(outgoing.read())
+        received = b""
+        while True:
+            try:
+                piece = session.read(65536)
+            except ssl.SSLWantReadError:
+                data = sock.recv(65536)
+                if not data:
+                    return received
+                incoming.write(data)
+                continue
+            except ssl.SSLZeroReturnError:
+                return received
+            if not piece:  # the server's close_notify
+                return received
+            received += piece
+
+
+def test_a_handshake_in_progress_survives_server_close(backend: str, pki: Pki) -> None:
+    """As on asyncio's loop, a server counts a TLS connection from its accept on, so one
+    still in its handshake when the server closes completes and is served (and
+    wait_closed waits for it where the Python does that)."""
+    server_context, client_context = contexts(pki)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"served after close")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        sock, state = await loop.run_in_executor(None, _handshake_started, port,
+                                                 client_context)
+        server.close()
+        received = await loop.run_in_executor(None, _finish_and_read, sock, state)
+        await server.wait_closed()
+        return received
+
+    assert run(backend, main()) == b"served after close"
