@@ -81,6 +81,14 @@ def _server_detach(server: Any, transport: StreamBridge) -> None:
         server._detach()
 
 
+def _server_swap(server: Any, old: StreamBridge, new: StreamBridge) -> None:
+    """start_tls: the server's connection is now `new` (Python 3.13 keeps the transports
+    for close_clients and wait_closed; before, it only counts them)."""
+    if _SERVER_KEEPS_TRANSPORTS:
+        server._clients.discard(old)
+        server._clients.add(new)
+
+
 _SERVER_KEEPS_TRANSPORTS = sys.version_info >= (3, 13)
 
 
@@ -382,6 +390,8 @@ class StreamBridge(aio_transports._FlowControlMixin, aio_transports.Transport,
         server's count of it and the fd's entry move there; this bridge hears no more."""
         successor._server, self._server = self._server, None
         successor._attached, self._attached = self._attached, False
+        if successor._server is not None and successor._attached:
+            _server_swap(successor._server, self, successor)
         if self._sock is not None and self._loop._transports.get(self._sock_fd) is self:
             del self._loop._transports[self._sock_fd]
 
