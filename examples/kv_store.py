@@ -110,16 +110,29 @@ def ask(args: argparse.Namespace) -> int:
     return 0 if len(asker.replies) == len(args.commands) else 1
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="a tiny key-value store over TCP and KCP")
-    parser.add_argument("--backend", help="poller backend (default: auto)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7010,
+def add_common_options(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """--backend, --host, --port; without defaults (SUPPRESS) for the copy after the command,
+    so that `--port 0 serve` and `serve --port 0` both work and neither overwrites the other."""
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--backend", default=default(None),
+                        help="poller backend (default: auto)")
+    parser.add_argument("--host", default=default("127.0.0.1"))
+    parser.add_argument("--port", type=int, default=default(7010),
                         help="serve: TCP port, KCP on the next one (0: any free ports); "
                              "ask: the port to ask")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="a tiny key-value store over TCP and KCP")
+    add_common_options(parser)
+    after = argparse.ArgumentParser(add_help=False)  # the same options after the command
+    add_common_options(after, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve the store over TCP and KCP")
-    asking = commands.add_parser("ask", help="send commands, print the replies")
+    commands.add_parser("serve", parents=[after], help="serve the store over TCP and KCP")
+    asking = commands.add_parser("ask", parents=[after],
+                                 help="send commands, print the replies")
     asking.add_argument("--transport", default="tcp", choices=("tcp", "kcp"))
     asking.add_argument("commands", nargs="+", metavar="COMMAND")
     args = parser.parse_args()

@@ -69,16 +69,21 @@ def started(argv: Sequence[str], *, ready: str = "serving", cwd: Path = REPO,
             raise AssertionError(f"{argv} did not start: {line!r}\n{err[-3000:]}")
         yield Started(process, line)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for pipe in (process.stdin, process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM (SIGKILL if it outlives the deadline), reap, close its pipes."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def run(argv: Sequence[str], *, input_text: str | None = None, cwd: Path = REPO,

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ MINIMAL_WORKLOADS = ("http", "http-close")
 """Workloads whose service has a minimal protocol to compare the handler with."""
 TLS_PEERS = ("asyncio", "uvloop")
 """Peers that bring their own TLS (Twisted's needs pyOpenSSL)."""
+PEER_MODULES = {"uvloop": "uvloop", "twisted": "twisted"}
+"""Peers that need a package of the bench extra (asyncio is in the standard library)."""
 
 
 def register(subparsers: Any) -> None:
@@ -107,6 +110,7 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
         for_what = " with --tls" if args.tls else f" for {workload.name}" if workload.peers else ""
         raise ConfigError(f"--peers {unknown} unknown{for_what}; "
                           f"choose from {', '.join(known_peers)}")
+    refuse_what_would_fail_late(args, peers)
     if args.protocol == "minimal" and args.workload not in MINIMAL_WORKLOADS:
         raise ConfigError(f"--protocol minimal is for the workloads "
                           f"{', '.join(MINIMAL_WORKLOADS)}, not {args.workload}")
@@ -148,6 +152,28 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
         plot(workload, results, args.plot)
         console.print(f"chart written to {args.plot}")
     return 0
+
+
+def refuse_what_would_fail_late(args: argparse.Namespace, peers: list[str]) -> None:
+    """Refuse now, in one line, what would otherwise fail only after the whole run (a plot
+    without matplotlib, a JSON file in a missing directory) or mid-run (a peer that is not
+    installed, zero rounds to take a median of)."""
+    if args.rounds < 1:
+        raise ConfigError(f"--rounds must be >= 1, got {args.rounds}")
+    if not args.duration > 0:
+        raise ConfigError(f"--duration must be > 0 seconds, got {args.duration:g}")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None and not path.absolute().parent.is_dir():
+            raise ConfigError(f"{flag} {path}: the directory {path.absolute().parent} does "
+                              f"not exist; create it or give another path")
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError("--plot needs matplotlib: pip install 'muxio[bench]' (or leave "
+                          "out --plot)")
+    missing = [peer for peer in peers
+               if peer in PEER_MODULES and importlib.util.find_spec(PEER_MODULES[peer]) is None]
+    if missing:
+        raise ConfigError(f"--peers: {', '.join(missing)} not installed here: pip install "
+                          f"'muxio[bench]', or choose the peers with e.g. --peers asyncio")
 
 
 def render_table(unit: str, results: list[TargetResult], reference: str) -> Table:

@@ -888,6 +888,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if (args.host is None) != (args.port is None):
         raise ConfigError("give both HOST and PORT (or neither, and use 'connect HOST PORT')")
+    if args.port is not None and not (args.port.isdigit() and 0 < int(args.port) <= 65535):
+        raise ConfigError(f"PORT must be a number 1-65535, not {args.port!r}")
     if not args.timeout > 0:
         raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
     tls_context = client_context_from(args, alpn=ALPN)

@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from muxio import __version__
 from muxio.errors import MuxioError
+
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, what a shell reports for a program killed by a closed pipe."""
 
 SUBCOMMAND_MODULES = (
     "muxio.cli.backends",
@@ -25,8 +30,16 @@ SUBCOMMAND_MODULES = (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose usage errors are the house's one line, `muxio: error: ...` (exit 2),
+    pointing at --help instead of printing the whole usage block. Subparsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"muxio: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="muxio", description="Run protocol handlers on any poller and transport.")
     parser.add_argument("--version", action="version", version=f"muxio {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -57,6 +70,22 @@ def configure_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a reader that left fails here, not in the flush at exit
+        return code
+    except KeyboardInterrupt:  # Ctrl-C while starting: building the parser imports for a while
+        return 130
+    except BrokenPipeError:
+        # `muxio backends --json | head`: the reader left. No traceback; and stdout goes to
+        # /dev/null so that Python's flush at exit does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)

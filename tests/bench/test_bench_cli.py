@@ -73,6 +73,26 @@ def test_bench_refuses_an_unknown_backend_in_one_line() -> None:
     assert result.stderr.startswith("muxio: error: --backends: 'bogus' is not a backend")
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--rounds", "0"], "muxio: error: --rounds must be >= 1, got 0"),
+    (["--duration", "-1"], "muxio: error: --duration must be > 0 seconds, got -1"),
+    (["--json", "/nonexistent-dir/x.json"], "muxio: error: --json /nonexistent-dir/x.json: "
+                                            "the directory /nonexistent-dir does not exist"),
+])
+def test_bench_refuses_before_running_what_would_fail_late(flags: list[str],
+                                                           message: str) -> None:
+    """Zero rounds (no median) and an output path that cannot be written are refused before
+    any server starts, in one line, not as a traceback after the run."""
+    result = subprocess.run([sys.executable, "-m", "muxio", "bench", "echo", "--backends",
+                             "epoll", "--peers", "asyncio", "--rounds", "1", "--duration",
+                             "0.1", *flags],
+                            check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(message), result.stderr
+    assert "ratios are to" not in result.stdout  # nothing was measured
+
+
 def test_a_server_that_cannot_start_is_reported_with_its_own_error() -> None:
     from muxio.bench.runner import BenchError, ServerProcess, Target
 

@@ -53,6 +53,7 @@ from muxio.handlers.chat.messages import (
 from muxio.loop import Clock, Loop
 from muxio.protocols import Protocol, Transport
 from muxio.transports.registry import StreamTransportSpec, stream_transport
+from tests.processes import stop
 
 DEADLINE = 30.0
 """Longest any single wait in these tests may take before it counts as a failure."""
@@ -348,16 +349,7 @@ def serve_chat(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
         port = int(line.split("127.0.0.1:")[1].split()[0].rstrip(","))
         yield process, port
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop(process)
 
 
 __all__ = [

@@ -111,6 +111,7 @@ def test_connect_failure_stops_a_script() -> None:
 @pytest.mark.parametrize(("argv", "message"), [
     (["chat", "127.0.0.1"], "give both HOST and PORT"),
     (["chat", "--timeout", "0"], "--timeout must be > 0"),
+    (["chat", "localhost", "notaport"], "PORT must be a number 1-65535, not 'notaport'"),
     (["serve", "chat", "--heartbeat-misses", "1"], "--heartbeat-misses must be >= 2"),
     (["serve", "chat", "--heartbeat-interval", "-1"], "--heartbeat-interval must be"),
     (["serve", "chat", "--max-frame", "10"], "--max-frame must be between"),

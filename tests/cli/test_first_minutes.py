@@ -59,6 +59,41 @@ def test_resolve_into_a_closed_pipe_exits_quietly() -> None:
     assert result.stderr == ""
 
 
+def test_any_command_into_a_closed_pipe_exits_quietly() -> None:
+    """`muxio backends --json | head -2` printed a BrokenPipeError traceback."""
+    from muxio.cli.main import EXIT_BROKEN_PIPE
+
+    for command in (["backends", "--json"], ["backends"], ["config"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            result = subprocess.run([sys.executable, "-m", "muxio", *command],
+                                    stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                    cwd=REPO, env=repo_env(), timeout=DEADLINE, check=False)
+        finally:
+            os.close(write_end)
+        assert result.stderr == "", command
+        # rich's Console handles a broken pipe itself, with exit status 1.
+        assert result.returncode in (EXIT_BROKEN_PIPE, 1), command
+
+
+def test_a_usage_error_is_one_line_naming_the_help_to_read() -> None:
+    """argparse's own errors printed the whole usage block (ten lines for serve http) and
+    'muxio serve http: error:'; now they are the house's one line."""
+    for argv, message in (
+            (["serve", "http", "--port", "abc"],
+             "muxio: error: argument --port: invalid int value: 'abc' "
+             "(see 'muxio serve http --help')"),
+            (["serve", "nope"], "muxio: error: argument SERVICE: invalid choice: 'nope'"),
+            (["bench"], "muxio: error: the following arguments are required: workload")):
+        result = subprocess.run([sys.executable, "-m", "muxio", *argv], capture_output=True,
+                                text=True, cwd=REPO, env=repo_env(), timeout=DEADLINE,
+                                check=False)
+        assert result.returncode == 2, argv
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.startswith(message), result.stderr
+
+
 def test_echo_logs_one_line_per_connection_at_v_only() -> None:
     for verbose in ([], ["-v"]):
         argv = ["-m", "muxio", "serve", "echo", "--host", "127.0.0.1", "--port", "0",
@@ -74,6 +109,20 @@ def test_echo_logs_one_line_per_connection_at_v_only() -> None:
                            err)
         assert len(lines) == (3 if verbose else 0), err
     assert echo_service.DEFAULT_PORT == 7007
+
+
+def test_http_logs_one_line_per_connection_at_v() -> None:
+    """`serve http -v` logged nothing (its factory was not wrapped like echo's and chat's)."""
+    argv = ["-m", "muxio", "serve", "http", "--host", "127.0.0.1", "--port", "0", "-v"]
+    with started(argv) as http:
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", http.port)) as client:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert client.recv(12) == b"HTTP/1.1 200"
+        status, _, err = http.interrupt()
+    assert status == 0, err
+    lines = re.findall(r"muxio\.serve\.http: tcp connection from 127\.0\.0\.1 port \d+", err)
+    assert len(lines) == 2, err
 
 
 def test_ctrl_c_in_chat_says_goodbye() -> None:

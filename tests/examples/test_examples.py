@@ -51,7 +51,8 @@ def test_kv_store_one_protocol_over_tcp_and_kcp() -> None:
                         "SET colour blue", "GET colour", "FLY away"])
         assert over_tcp.stdout.splitlines() == [
             "OK", "VALUE blue", "ERROR usage: SET key value | GET key | DEL key"], over_tcp
-        over_kcp = run([example("kv_store.py"), "--port", ports["kcp"], "ask", "--transport",
+        # The options go before the command (above) or after it, as the docstring has them.
+        over_kcp = run([example("kv_store.py"), "ask", "--port", ports["kcp"], "--transport",
                         "kcp", "GET colour", "DEL colour", "GET colour"])
         assert over_kcp.stdout.splitlines() == ["VALUE blue", "OK", "NOT_FOUND"], over_kcp
         with socket.create_connection(("127.0.0.1", int(ports["tcp"]))) as hostile:

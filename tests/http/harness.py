@@ -34,6 +34,7 @@ from muxio.handlers.http import (
 )
 from muxio.testing.server import LoopThread
 from muxio.transports import tcp
+from tests.processes import stop
 
 DEADLINE = 30.0
 """Longest any single wait in these tests may take before it counts as a failure."""
@@ -379,13 +380,4 @@ def serve_process(argv: list[str], cwd: Path = REPO) -> Iterator[tuple[subproces
         port = int(line.split("127.0.0.1:")[1].split()[0].rstrip(","))
         yield process, port
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop(process)

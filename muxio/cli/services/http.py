@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from muxio.cli.services import add_transport_argument, handler_config, serve_stream
+from muxio.cli.services.connlog import log_connections
 from muxio.cli.services.tcp_service import TcpService, transport_label
 from muxio.cli.tls_options import add_server_arguments
 from muxio.handlers import http as handler
@@ -34,4 +35,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def start(loop: Loop, args: argparse.Namespace) -> TcpService:
     factory = handler.protocol_factory(loop, handler_config(handler, args))
-    return TcpService(serve_stream(factory, loop, args), transport_label(args))
+    return TcpService(serve_stream(log_connections(factory, "http", args), loop, args),
+                      transport_label(args))
