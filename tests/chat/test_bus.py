@@ -28,7 +28,7 @@ from tests.chat.harness import (
     muxio_env,
 )
 from tests.processes import stop
-from tests.redis.server import Redis, wait_for
+from tests.redis.server import Redis, free_port, wait_for
 from tests.tools import require_tool
 
 TTL = 3.0
@@ -40,13 +40,14 @@ swept too, and comes back at its next heartbeat."""
 class ChatProcess:
     """`muxio serve chat --bus redis://...` in its own process; stderr (its log) in a file."""
 
-    def __init__(self, redis: Redis, directory: Path, name: str) -> None:
+    def __init__(self, redis: Redis, directory: Path, name: str,
+                 extra: tuple[str, ...] = ()) -> None:
         self.log_path = directory / f"chat-{name}.log"
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "muxio", "serve", "chat", "--host", "127.0.0.1",
                  "--port", "0", "--bus", f"redis://127.0.0.1:{redis.port}",
-                 "--bus-ttl", str(TTL), "--bus-namespace", "test:chat"],
+                 "--bus-ttl", str(TTL), "--bus-namespace", "test:chat", *extra],
                 stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO, env=muxio_env())
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -74,8 +75,8 @@ class Rig:
         self.loop = Loop()
         self.clients: list[Client] = []
 
-    def server(self, name: str) -> ChatProcess:
-        server = ChatProcess(self.redis, self.tmp_path, name)
+    def server(self, name: str, extra: tuple[str, ...] = ()) -> ChatProcess:
+        server = ChatProcess(self.redis, self.tmp_path, name, extra)
         self.servers.append(server)
         return server
 
@@ -162,6 +163,23 @@ def test_two_servers_are_one_chat_then_a_killed_one_leaves_within_the_ttl(rig: R
     assert isinstance(left, Left) and left.reason == 2  # TIMEOUT
     gone = rig.ask(lambda done: a.protocol.send(b.id, "still there?", done))
     assert isinstance(gone, ErrorResponse) and gone.code == ErrorCode.CLIENT_GONE
+
+
+def test_workers_of_one_server_are_one_chat_through_the_bus(rig: Rig) -> None:
+    # `--workers 2`: two processes share the port (SO_REUSEPORT spreads the clients) and
+    # meet in Redis, so every client lists all and reaches any, whichever worker took it.
+    server = rig.server("workers", ("--workers", "2", "--port", str(free_port())))
+    server.wait_up(2)
+    clients = [rig.client(server) for _ in range(6)]
+    ids = sorted(client.id for client in clients)
+    assert len(set(ids)) == len(clients)
+    for client in clients:
+        rig.wait_listed(client, ids)
+    first, last = clients[0], clients[-1]
+    answer = rig.ask(lambda done: first.protocol.send(last.id, "across workers", done))
+    assert isinstance(answer, SendOk) and answer.to == last.id
+    rig.loop.run_until(lambda: bool(last.recorder.messages), timeout=DEADLINE)
+    assert last.recorder.messages[0].text == "across workers"
 
 
 def test_redis_down_refuses_logins_keeps_local_forwarding_then_recovers(rig: Rig) -> None:
