@@ -286,6 +286,35 @@ zone:
     return ["nsd", "-d", "-c", str(conf)]
 
 
+def serve_floor(port: int, zone: str) -> None:
+    """The least a Python UDP server can do per query (run as a child process with
+    `--floor`): one blocking socket, no poller, no loop, no transport, no protocol object;
+    `recvfrom`, a dict hit on the query after its ID, `sendto` of the ID and the cached
+    response. A miss is answered by muxio's own `Responder` (the compiled zone) and cached
+    without bound. On the repeated set every query after the first is a hit: this is the
+    per-datagram floor of any pure-Python server built on the socket module, and what
+    bounds `muxio serve dns` against nsd (which batches with recvmmsg/sendmmsg in C)."""
+    from muxio.handlers.dns.answer import Responder
+    from muxio.handlers.dns.zones import load_zones
+
+    responder = Responder(load_zones([zone]))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind(("127.0.0.1", port))
+    cache: dict[bytes, bytes] = {}
+    recvfrom, sendto, get = sock.recvfrom, sock.sendto, cache.get
+    while True:
+        data, addr = recvfrom(65535)
+        key = data[2:]
+        cached = get(key)
+        if cached is None:
+            response, _outcome = responder.respond(data, tcp=False)
+            if response is None:
+                continue
+            cached = cache[key] = response[2:]
+        sendto(data[:2] + cached, addr)
+
+
 def serve_twisted(port: int, zone: str) -> None:
     """Twisted Names, authoritative from the zone file (run as a child process)."""
     # Untyped library: reached through Any so that the rest stays strictly typed.
@@ -540,6 +569,11 @@ def main() -> None:
     parser.add_argument("--muxio-args", default="",
                         help="extra arguments for `muxio serve dns` (e.g. '--cache-size 0')")
     parser.add_argument("--no-twisted", action="store_true", help="leave Twisted Names out")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the per-datagram floor of a pure-Python UDP server "
+                             "(blocking recvfrom, a dict hit, sendto: see serve_floor)")
+    parser.add_argument("--serve-floor", nargs=2, metavar=("PORT", "ZONE"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--baseline", default=None, metavar="DIR",
                         help="also run `muxio serve dns` from this checkout (e.g. an export "
                              "of main) as 'baseline BACKEND'")
@@ -556,6 +590,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve_twisted:
         serve_twisted(int(args.serve_twisted[0]), args.serve_twisted[1])
+        return
+    if args.serve_floor:
+        serve_floor(int(args.serve_floor[0]), args.serve_floor[1])
         return
     if shutil.which("dnsperf") is None:
         sys.exit("dnsperf is not installed: apt-get install dnsperf")
@@ -602,6 +639,9 @@ def main() -> None:
                     "env", f"PYTHONPATH={args.baseline}", sys.executable, "-m", "muxio",
                     "serve", "dns", "--zone", str(zone), "--port", str(port), "--host",
                     "127.0.0.1", "--backend", backend]))
+        if args.floor:
+            commands.append(("python floor", lambda port: [
+                sys.executable, __file__, "--serve-floor", str(port), str(zone)]))
         if not args.no_twisted:
             commands.append(("Twisted Names", lambda port: [
                 sys.executable, __file__, "--serve-twisted", str(port), str(zone)]))

@@ -12,10 +12,15 @@ Backend precedence (first that is set wins):
 Config files: in each directory from the current one upward, `muxio.toml` is read if
 present; otherwise a `pyproject.toml` with a `[tool.muxio]` table. The search stops at
 the first directory holding a `pyproject.toml` (the project root) even without that table.
+
+Worker count (`muxio serve --workers`) follows the same order without the API step:
+`--workers` > `MUXIO_WORKERS` > `workers = N` in the config file > 1. `auto` means one
+worker per CPU this process may run on.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from collections.abc import Mapping
@@ -33,8 +38,13 @@ else:  # pragma: no cover - exercised on 3.10 only
 AUTO = "auto"
 """The backend name that means: the best one available here."""
 ENV_BACKEND = "MUXIO_BACKEND"
+ENV_WORKERS = "MUXIO_WORKERS"
+MAX_WORKERS = 256
+"""More worker processes than this is a typo, not a plan (each is a whole interpreter)."""
 CONFIG_FILE = "muxio.toml"
 PYPROJECT = "pyproject.toml"
+SETTINGS = ("backend", "workers")
+"""The keys a config file may set; any other is refused (a typo must not go unnoticed)."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +65,25 @@ def find_config_file(start: Path | None = None) -> ConfigFile | None:
     for folder in (directory, *directory.parents):
         candidate = folder / CONFIG_FILE
         if candidate.is_file():
-            return ConfigFile(candidate, _read_toml(candidate))
+            return _checked(ConfigFile(candidate, _read_toml(candidate)))
         pyproject = folder / PYPROJECT
         if pyproject.is_file():
             tool = _read_toml(pyproject).get("tool", {})
             section = tool.get("muxio") if isinstance(tool, dict) else None
             if isinstance(section, dict):
-                return ConfigFile(pyproject, section)
+                return _checked(ConfigFile(pyproject, section))
             return None
     return None
+
+
+def _checked(config: ConfigFile) -> ConfigFile:
+    for key in config.settings:
+        if key not in SETTINGS:
+            close = difflib.get_close_matches(str(key), SETTINGS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{config.label}: unknown setting {key!r}; {hint}muxio reads "
+                              f"{', '.join(SETTINGS)}")
+    return config
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -161,3 +181,56 @@ def _describe_source(source: str, requested: str) -> str:
     if source == "auto":
         return "auto"
     return f"backend = {requested!r} in {source}"
+
+
+@dataclass(frozen=True)
+class WorkersChoice:
+    """How many worker processes `muxio serve` runs, and the source that decided it."""
+
+    count: int
+    source: str
+    """'--workers', 'MUXIO_WORKERS', the config file's label, or 'default'."""
+    requested: str
+    """What that source said ('auto' resolves to `count`)."""
+
+
+def resolve_workers(cli: str | None = None, *, env: Mapping[str, str] | None = None,
+                    cwd: Path | None = None) -> WorkersChoice:
+    """--workers > MUXIO_WORKERS > `workers` in muxio.toml / [tool.muxio] > 1."""
+    env = os.environ if env is None else env
+    if cli is not None:
+        return _workers(cli, "--workers", "--workers")
+    env_value = env.get(ENV_WORKERS)
+    if env_value is not None and env_value.strip():
+        return _workers(env_value, ENV_WORKERS, ENV_WORKERS)
+    config = find_config_file(cwd)
+    if config is not None and "workers" in config.settings:
+        value = config.settings["workers"]
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(f"workers in {config.label} must be a number or \"auto\", "
+                              f"got {value!r}")
+        return _workers(str(value), config.label, f"workers in {config.label}")
+    return WorkersChoice(1, "default", "1")
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _workers(value: str, source: str, where: str) -> WorkersChoice:
+    text = value.strip().lower()
+    if text == AUTO:
+        return WorkersChoice(cpu_count(), source, AUTO)
+    try:
+        count = int(text)
+    except ValueError:
+        raise ConfigError(f"{where} {value.strip()!r} is not a number; give a count of "
+                          f"worker processes or 'auto' (one per CPU)") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise ConfigError(f"{where} {count} is out of range: give 1 to {MAX_WORKERS} "
+                          f"(or 'auto' for one per CPU)")
+    return WorkersChoice(count, source, text)

@@ -277,6 +277,7 @@ class Loop:
                                                   registry=default_registry())
             poller = self.backend_choice.spec.factory()
         self._poller = poller
+        poller.check_closed_fds = False  # the loop drops `closed_fds` after every poll
         self._closed_fds = poller.closed_fds
         self.edge_triggered = poller.capabilities.edge_triggered
         self._clock: Clock = clock or MonotonicClock()
@@ -286,6 +287,11 @@ class Loop:
         self._readers: dict[int, Callable[[], object]] = {}
         self._writers: dict[int, Callable[[], object]] = {}
         self._interest: dict[int, int] = {}
+        self._stream_readers: set[int] = set()
+        """Edge-triggered only: fds read by `add_stream_reader`."""
+        self._write_armed: set[int] = set()
+        """Of those, the fds armed for WRITE by a first `add_writer`; they stay armed while
+        the reader is there."""
         self._ready: deque[Handle] = deque()
         self._before_poll: list[Callable[[], object]] = []
         self.call_before_poll: Callable[[Callable[[], object]], None] = self._before_poll.append
@@ -382,12 +388,36 @@ class Loop:
         fd = self._fd_for_update(fileobj)
         replacing = fd in self._readers
         self._readers[fd] = partial(callback, *args) if args else callback
+        self._stream_readers.discard(fd)
+        self._write_armed.discard(fd)
+        self._update_interest(fd, adding=True, rearm=replacing)
+
+    def add_stream_reader(self, fileobj: FileLike, callback: Callback, *args: object) -> None:
+        """`add_reader` for a stream whose owner adds and removes a writer as its send
+        buffer fills and drains (a TCP transport). On an edge-triggered poller the first
+        `add_writer` arms the fd for READ|WRITE, and it stays so while the reader is there:
+        from then on `add_writer`/`remove_writer` only change which callback an EPOLLOUT
+        edge reaches, with no `epoll_ctl` (an edge reports each readiness change once, so
+        the armed WRITE wakes nobody while the socket stays writable; an EPOLLOUT that
+        comes with no writer costs one dict lookup). A connection whose buffer never fills
+        (most requests and responses) is never armed for WRITE at all, so its events carry
+        no OUT to look up. On a level-triggered poller this is `add_reader` (WRITE armed
+        there would be reported on every poll)."""
+        fd = self._fd_for_update(fileobj)
+        replacing = fd in self._readers
+        self._readers[fd] = partial(callback, *args) if args else callback
+        if self.edge_triggered:
+            self._stream_readers.add(fd)
+        else:
+            self._stream_readers.discard(fd)
         self._update_interest(fd, adding=True, rearm=replacing)
 
     def remove_reader(self, fileobj: FileLike) -> bool:
         fd = fd_of(fileobj)
         if self._readers.pop(fd, None) is None:
             return False
+        self._stream_readers.discard(fd)
+        self._write_armed.discard(fd)
         if not self._closed:
             self._update_interest(fd)
         return True
@@ -397,6 +427,8 @@ class Loop:
         fd = self._fd_for_update(fileobj)
         replacing = fd in self._writers
         self._writers[fd] = partial(callback, *args) if args else callback
+        if fd in self._stream_readers:
+            self._write_armed.add(fd)  # armed from now on: see add_stream_reader
         self._update_interest(fd, adding=True, rearm=replacing)
 
     def remove_writer(self, fileobj: FileLike) -> bool:
@@ -418,7 +450,8 @@ class Loop:
         remove_reader, its number reused): the poller is told again even if the events
         did not change, or epoll, which dropped the closed file, would never hear of the
         new one."""
-        events = (READ if fd in self._readers else 0) | (WRITE if fd in self._writers else 0)
+        events = ((READ if fd in self._readers else 0)
+                  | (WRITE if fd in self._writers or fd in self._write_armed else 0))
         old = self._interest.get(fd, 0)
         if events == old and not (rearm and events):
             return
@@ -441,6 +474,8 @@ class Loop:
             if not old:
                 self._readers.pop(fd, None)
                 self._writers.pop(fd, None)
+                self._stream_readers.discard(fd)
+                self._write_armed.discard(fd)
             raise
         if events:
             self._interest[fd] = events
@@ -452,6 +487,8 @@ class Loop:
         """Drop every trace of a closed fd; returns the (reader, writer) it had."""
         self._poller.discard(fd)
         self._interest.pop(fd, None)
+        self._stream_readers.discard(fd)
+        self._write_armed.discard(fd)
         return self._readers.pop(fd, None), self._writers.pop(fd, None)
 
     def _drop_closed_fds(self) -> None:
@@ -706,6 +743,8 @@ class Loop:
         self._readers.clear()
         self._writers.clear()
         self._interest.clear()
+        self._stream_readers.clear()
+        self._write_armed.clear()
         self._poller.close()
         self._waker.close()
 

@@ -145,3 +145,26 @@ def test_muxio_config_command_shows_the_deciding_source(tmp_path: Path) -> None:
                          timeout=60, check=False)
     assert bad.returncode == 2
     assert "MUXIO_BACKEND='epol' is not a backend" in bad.stderr
+
+
+def test_unknown_setting_in_the_file_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path / "muxio.toml", 'bakend = "poll"\n')
+    with pytest.raises(ConfigError, match=rf"{path}: unknown setting 'bakend'; did you mean "
+                                          r"'backend'\? muxio reads backend, workers"):
+        resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=tmp_path)
+    write(tmp_path / "pyproject.toml", '[tool.muxio]\ncolour = "blue"\n')
+    (tmp_path / "muxio.toml").unlink()
+    with pytest.raises(ConfigError, match=r"\[tool.muxio\] in .*: unknown setting 'colour'; "
+                                          r"muxio reads"):
+        resolve_backend(registry=REGISTRY, env=NO_ENV, cwd=tmp_path)
+
+
+def test_unknown_setting_is_one_line_from_the_cli(tmp_path: Path) -> None:
+    write(tmp_path / "muxio.toml", 'bakend = "poll"\n')
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[1])}
+    result = subprocess.run([sys.executable, "-m", "muxio", "config"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("muxio: error: ") and "unknown setting 'bakend'" in (
+        result.stderr)

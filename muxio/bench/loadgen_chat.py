@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from muxio.bench.runner import BenchError
@@ -109,12 +109,20 @@ class ChatRun:
 def run_pairs(loop: Loop, port: int, pairs: int, *, window: int, seconds: float,
               warmup: float = 0.0, on_measure_start: Callable[[], None] | None = None,
               on_measure_end: Callable[[], None] | None = None,
-              host: str = "127.0.0.1") -> ChatRun:
+              host: str = "127.0.0.1", receiver_port: int | None = None,
+              pair_ports: Sequence[int] = ()) -> ChatRun:
     """Connect 2 * `pairs` clients, forward for `warmup` + `seconds`, count the MESSAGEs of
-    the measured part; the hooks run right at its start and end (CPU sampling)."""
+    the measured part; the hooks run right at its start and end (CPU sampling). Servers
+    of one chat bus: with `receiver_port`, the receivers connect there; with `pair_ports`,
+    pair i (sender and receiver) connects to pair_ports[i % len(pair_ports)]."""
     clients = [LoadClient() for _ in range(2 * pairs)]
-    for client in clients:
-        tcp.connect(lambda client=client: client, host, port, loop=loop)  # type: ignore[misc]
+    for index, client in enumerate(clients):
+        if pair_ports:
+            to_port = pair_ports[(index % pairs) % len(pair_ports)]
+        else:
+            to_port = port if receiver_port is None or index < pairs else receiver_port
+        tcp.connect(lambda client=client: client, host, to_port,  # type: ignore[misc]
+                    loop=loop)
     loop.run_until(lambda: all(client.client_id for client in clients), timeout=60)
     senders, receivers = clients[:pairs], clients[pairs:]
     for sender, receiver in zip(senders, receivers, strict=True):

@@ -1,11 +1,13 @@
 """Run a workload against every target (muxio backends and peer loops) and compare.
 
 Each target's server runs in its own process, pinned to one CPU; the load generator runs
-in another process, pinned to the other CPU when the machine has two. Rounds are
+in another process, pinned to the other CPU when the machine has two. When a target runs
+several worker processes (`--workers`), nothing is pinned: its workers need every CPU, and
+so the load generator competes with them (say so when quoting such figures). Rounds are
 interleaved (A B C, A B C, ...) so a drift in machine speed hits every target alike, and
 each figure is the median over rounds. Server CPU per operation comes from the server
-process's own CPU time (/proc/PID/stat), so it does not depend on how fast the load
-generator is.
+process's own CPU time and that of its descendants (/proc/PID/stat: a supervisor's
+workers, nsd's server processes), so it does not depend on how fast the load generator is.
 """
 
 from __future__ import annotations
@@ -41,6 +43,19 @@ class Target:
     """The loop underneath ('muxio/epoll', 'asyncio'...): a target and its baseline share it."""
     baseline: bool = False
     """Hosts the minimal protocol instead of the handler (`--protocol minimal`)."""
+    workers: int = 1
+    """Worker processes (`muxio serve --workers`); > 1 turns pinning off for the run."""
+    command: Callable[[int], Sequence[str]] | None = None
+    """The command line for a port, for servers that do not take `--port` (nsd reads it
+    from a config file); default: `argv` + `--port PORT`."""
+    ready: Callable[[int], bool] | None = None
+    """A probe of the port for servers that print no `serving` line (peers such as nsd);
+    default: wait for that line on stdout."""
+
+    def command_line(self, port: int) -> list[str]:
+        if self.command is not None:
+            return list(self.command(port))
+        return [*self.argv, "--port", str(port)]
 
 
 @dataclass(frozen=True)
@@ -93,13 +108,17 @@ BASELINE_SUFFIX = " (minimal)"
 
 
 def muxio_target(backend: str, service: str, extra: Sequence[str] = (), *,
-                 baseline: bool = False) -> Target:
-    """`baseline`: the service's minimal protocol (`--protocol minimal`) on this backend."""
-    host = f"muxio/{backend}"
+                 baseline: bool = False, workers: int = 1) -> Target:
+    """`muxio serve SERVICE` on `backend`. `baseline`: the service's minimal protocol
+    (`--protocol minimal`); `workers` > 1: that many worker processes, named e.g.
+    'muxio/epoll x2'."""
+    host = f"muxio/{backend}" + (f" x{workers}" if workers > 1 else "")
     flags = ("--protocol", "minimal") if baseline else ()
+    more = ("--workers", str(workers)) if workers > 1 else ()
     return Target(host + (BASELINE_SUFFIX if baseline else ""),
                   (sys.executable, "-m", "muxio", "serve", service, "--host", "127.0.0.1",
-                   "--backend", backend, *extra, *flags), "muxio", host, baseline)
+                   "--backend", backend, *more, *extra, *flags), "muxio", host, baseline,
+                  workers)
 
 
 def peer_target(loop: str, service: str, extra: Sequence[str] = (), *,
@@ -158,6 +177,55 @@ def process_cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (a supervisor's workers, nsd's forks)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    pending = list(children.get(pid, []))
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(children.get(current, []))
+    return found
+
+
+def tree_cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of `pid` and of its live descendants."""
+    user = system = 0.0
+    for current in (pid, *descendants(pid)):
+        try:
+            more_user, more_system = process_cpu_times(current)
+        except OSError:
+            continue  # exited meanwhile
+        user += more_user
+        system += more_system
+    return user, system
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of `pid` and of its live descendants (VmRSS), in bytes."""
+    total = 0
+    for current in (pid, *descendants(pid)):
+        try:
+            with open(f"/proc/{current}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
 def pin(pid: int, cpus: set[int] | None) -> None:
     """Pin a started process to `cpus` (no-op when pinning is not possible here)."""
     if cpus is not None:
@@ -173,14 +241,17 @@ class ServerProcess:
     def __init__(self, target: Target, port: int, cpus: set[int] | None) -> None:
         self.target = target
         self.port = port
-        argv = [*target.argv, "--port", str(port)]
+        argv = target.command_line(port)
         # stderr goes to a file, not a pipe: a chatty server must never block on a pipe
         # nobody reads while it is being measured.
         self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            argv, stdout=subprocess.PIPE if target.ready is None else subprocess.DEVNULL,
+            stderr=self._stderr, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         pin(self.process.pid, cpus)
+        if target.ready is not None:
+            self._wait_ready(target.ready)
+            return
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until the server says it serves
         if "serving" not in line:
@@ -193,11 +264,25 @@ class ServerProcess:
             reason = stderr[-1] if stderr else line.strip() or "no output"
             raise BenchError(f"{target.name} did not start: {reason}")
 
+    def _wait_ready(self, ready: Callable[[int], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self._stderr.seek(0)
+                stderr = self._stderr.read().strip().splitlines()
+                self.stop()
+                reason = stderr[-1] if stderr else f"no answer on port {self.port}"
+                raise BenchError(f"{self.target.name} did not start: {reason}")
+
     def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.process.pid)
+        return sum(self.cpu_times())
 
     def cpu_times(self) -> tuple[float, float]:
-        return process_cpu_times(self.process.pid)
+        """(user, system) seconds of the server and its descendants (workers)."""
+        return tree_cpu_times(self.process.pid)
+
+    def rss_bytes(self) -> int:
+        return tree_rss_bytes(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -226,6 +311,8 @@ def run_comparison(workload: Workload, targets: Sequence[Target], *, rounds: int
                    ) -> list[TargetResult]:
     """Start every target once, then run `rounds` interleaved load runs against each."""
     server_cpus, load_cpus = cpu_sets()
+    if any(target.workers > 1 for target in targets):
+        server_cpus = load_cpus = None  # workers need every CPU: nothing is pinned
     servers: list[ServerProcess] = []
     results = [TargetResult(target.name, target.kind, host=target.host or target.name,
                             baseline=target.baseline) for target in targets]

@@ -8,6 +8,9 @@
     muxio bench models --out bench-models     # threads vs event loops, 50..10 000 conns
     muxio bench http --protocol minimal # + each host with a bare httptools protocol:
                                         #   the handler's own µs per request, per host
+    muxio bench http --workers 1,2      # muxio with 1 and with 2 worker processes
+    muxio bench dns --workers 1,2       # dnsperf: muxio beside nsd and Twisted Names
+    muxio bench scale --plot c10k.png   # the C10K figure (muxio/cli/bench_scale.py)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from muxio.bench.dns import DNS_PEERS, DnsBench
 from muxio.bench.host import host_facts
 from muxio.bench.runner import (
     Target,
@@ -36,8 +40,9 @@ from muxio.bench.runner import (
 )
 from muxio.bench.tls_certs import ThrowawayPki
 from muxio.bench.workloads import TLS_WORKLOADS, WORKLOADS, cpu_count, with_tls
-from muxio.cli import bench_kcp, bench_models
-from muxio.errors import ConfigError, MuxioError
+from muxio.cli import bench_kcp, bench_models, bench_scale
+from muxio.cli.bench_options import backend_names, counts, peer_names
+from muxio.errors import ConfigError
 from muxio.pollers.registry import default_registry
 
 PEERS = ("asyncio", "uvloop", "twisted")
@@ -52,15 +57,18 @@ PEER_MODULES = {"uvloop": "uvloop", "twisted": "twisted"}
 def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmark a handler on every backend beside asyncio/uvloop/Twisted")
-    bench.add_argument("workload", choices=sorted([*WORKLOADS, *bench_kcp.WORKLOAD_NAMES,
-                                                 *bench_models.WORKLOAD_NAMES]))
+    bench.add_argument("workload", choices=sorted([*WORKLOADS, "dns",
+                                                 *bench_kcp.WORKLOAD_NAMES,
+                                                 *bench_models.WORKLOAD_NAMES,
+                                                 *bench_scale.WORKLOAD_NAMES]))
     bench.add_argument("--backends", default=",".join(default_registry().matrix_names()),
                        help="muxio backends to run (default: every one available here)")
     bench.add_argument("--peers", default=None,
                        help="peer loops hosting the same handler (default: asyncio, uvloop, "
                             "twisted; with --tls: asyncio, uvloop; for models: asyncio, "
-                            "uvloop, threads; the aio-* workloads run asyncio apps on "
-                            "asyncio, uvloop and muxio.aio)")
+                            "uvloop, threads; dns: nsd, twisted; scale: asyncio, uvloop; "
+                            "the aio-* workloads run asyncio apps on asyncio, uvloop and "
+                            "muxio.aio)")
     bench.add_argument("--tls", action="store_true",
                        help=f"over TLS ({', '.join(TLS_WORKLOADS)}): muxio's TLS layer "
                             f"against the peers' own TLS, with a throwaway certificate")
@@ -69,18 +77,32 @@ def register(subparsers: Any) -> None:
                             "the same host serving a fixed 200 from a bare httptools "
                             "protocol, so the handler's own server CPU µs per request is a "
                             f"column (workloads: {', '.join(MINIMAL_WORKLOADS)})")
-    bench.add_argument("--reference", default="asyncio",
-                       help="the column ratios are computed against (default: asyncio)")
+    bench.add_argument("--reference", default=None,
+                       help="the column ratios are computed against (default: asyncio, "
+                            "else the first target; nsd for dns)")
+    bench.add_argument("--workers", default=None, metavar="N[,N...]",
+                       help="muxio worker processes (`muxio serve --workers`), one target "
+                            "per count: e.g. 1,2 (default: 1); for scale, the counts of its "
+                            "workers section (default there: 1,2,4; 0 = skip it)")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     bench.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     bench.add_argument("--json", type=Path, default=None, help="write all samples here")
     bench.add_argument("--plot", type=Path, default=None, help="write a PNG chart here")
     bench_kcp.add_arguments(bench)
     bench_models.add_arguments(bench)
+    bench_scale.add_arguments(bench)
     bench.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workload in bench_scale.WORKLOAD_NAMES:
+        return bench_scale.run(args)
+    if args.workload == "dns":
+        if args.tls:
+            raise ConfigError("--tls is not for the dns workload")
+        with tempfile.TemporaryDirectory(prefix="muxio-bench-dns-") as directory:
+            dns_bench = DnsBench.prepare(Path(directory))  # before any target starts
+            return _run(args, dns_bench.workload(), DNS_PEERS, dns_bench)
     if args.workload in bench_kcp.WORKLOAD_NAMES:
         return bench_kcp.run(args)
     if args.workload in bench_models.WORKLOAD_NAMES:
@@ -95,21 +117,17 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, with_tls(WORKLOADS[args.workload], pki.server_flags()), TLS_PEERS)
 
 
-def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, ...]) -> int:
-    backends = [name for name in args.backends.split(",") if name]
-    registry = default_registry()
-    for name in backends:
-        try:
-            registry.choose(name)
-        except MuxioError as exc:  # unknown or unavailable here: one line, exit 2
-            raise ConfigError(f"--backends: {exc}") from None
-    known_peers = workload.peers or known_peers
-    peers = [name for name in (args.peers or ",".join(known_peers)).split(",") if name]
-    unknown = [peer for peer in peers if peer not in known_peers]
-    if unknown:
-        for_what = " with --tls" if args.tls else f" for {workload.name}" if workload.peers else ""
-        raise ConfigError(f"--peers {unknown} unknown{for_what}; "
-                          f"choose from {', '.join(known_peers)}")
+def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, ...],
+         dns_bench: DnsBench | None = None) -> int:
+    backends = backend_names(args)
+    peers = peer_names(args, workload.peers or known_peers)
+    workers = counts(args.workers or "1", "--workers")
+    if workload.service == "chat" and max(workers) > 1:
+        raise ConfigError("--workers > 1 for chat needs a Redis bus (--bus), which muxio "
+                          "bench does not start; give --workers 1")
+    if workload.targets is not None and max(workers) > 1:
+        raise ConfigError(f"--workers is for muxio's own servers; {workload.name} runs an "
+                          f"asyncio app on one loop: give --workers 1")
     refuse_what_would_fail_late(args, peers)
     if args.protocol == "minimal" and args.workload not in MINIMAL_WORKLOADS:
         raise ConfigError(f"--protocol minimal is for the workloads "
@@ -119,20 +137,27 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
     if workload.targets is not None:  # e.g. asyncio apps: muxio.aio per backend
         targets = workload.targets(backends, peers)
     else:
-        targets = (
+        peer_targets: list[Target] = (
+            [dns_bench.peer(peer) for peer in peers] if dns_bench is not None else
             [peer_target(peer, workload.service, workload.service_args, baseline=baseline)
-             for peer in peers for baseline in variants]
-            + [muxio_target(backend, workload.service, workload.service_args,
-                            baseline=baseline)
-               for backend in backends for baseline in variants])
+             for peer in peers for baseline in variants])
+        targets = peer_targets + [
+            muxio_target(backend, workload.service, workload.service_args,
+                         baseline=baseline, workers=count)
+            for backend in backends for count in workers for baseline in variants]
     names = [target.name for target in targets]
+    if args.reference is None:
+        default_reference = "nsd" if dns_bench is not None else "asyncio"
+        args.reference = default_reference if default_reference in names else names[0]
     if args.reference not in names:
         raise ConfigError(f"--reference {args.reference!r} is not among the targets {names}")
     host = host_facts()  # before the run: the load average says who else was busy
     console = Console(width=max(Console().width, 130))
+    pinning = ("nothing pinned: workers need every CPU, the load generator competes"
+               if max(workers) > 1 else "server and load generator pinned apart when >= 2")
     console.print(f"[bold]{workload.name}[/bold]: {workload.description}; {args.rounds} "
                   f"interleaved rounds of {args.duration:g} s; {cpu_count()} CPUs "
-                  f"(server and load generator pinned apart when >= 2)")
+                  f"({pinning})")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("benchmark", total=args.rounds * len(targets))
 
@@ -144,7 +169,12 @@ def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, .
     console.print(render_table(workload.unit, results, args.reference))
     meta = {**host, "cpus": cpu_count(), "rounds": args.rounds, "duration": args.duration,
             "backends": backends, "peers": peers, "tls": args.tls,
-            "protocol": args.protocol}
+            "protocol": args.protocol, "workers": workers}
+    if dns_bench is not None:
+        lost = sum(dns_bench.lost.values())
+        meta["dnsperf_lost_queries"] = lost
+        if lost:
+            console.print(f"dnsperf reported {lost} lost queries (all targets and rounds)")
     if args.json:
         args.json.write_text(to_json(workload, results, args.reference, meta))
         console.print(f"samples written to {args.json}")

@@ -109,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
                 reply = loop.run_until_complete(future)
             except DnsTimeoutError as exc:
                 print(f";; {exc}", file=sys.stderr)
+                if not all(_has_port(server) for server in args.servers or ["x:1"]):
+                    print(";; (a --server without a port is asked on port 53; `muxio serve "
+                          "dns` listens on 5300: --server HOST:5300)", file=sys.stderr)
                 return EXIT_NO_REPLY
             elapsed = time.perf_counter() - started
         finally:
@@ -129,6 +132,13 @@ def run(args: argparse.Namespace) -> int:
         os.close(devnull)
         return EXIT_BROKEN_PIPE
     return 0
+
+
+def _has_port(server: str) -> bool:
+    """Whether a --server value names its port ('host:53', '[::1]:53'; not '::1')."""
+    if server.startswith("["):
+        return "]:" in server
+    return server.count(":") == 1
 
 
 def servers(given: list[str]) -> list[str]:

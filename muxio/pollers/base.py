@@ -145,6 +145,12 @@ class Poller(ABC):
         self._closed = False
         self._polls = 0
         self._events = 0
+        self.check_closed_fds = True
+        """On backends whose OS call accepts a closed fd (poll, select: not
+        `checks_fd_itself`), `register` and `modify` fstat the fd so that a closed one
+        raises BadFdError at once. An owner that reads `closed_fds` after every poll (the
+        Loop) turns this off and saves a syscall per register/modify: poll's POLLNVAL and
+        select's EBADF report such an fd at the next poll anyway."""
         self.closed_fds: list[int] = []
         """Registered fds a poll found closed behind our back (poll: POLLNVAL, select:
         EBADF). They are unregistered already; the owner (the loop) reads and clears
@@ -165,7 +171,7 @@ class Poller(ABC):
             raise FdLimitError(
                 f"the {self.name!r} backend cannot watch fd {fd}: its limit is fd < {limit} "
                 f"(FD_SETSIZE); use the 'poll' or 'epoll' backend for many connections")
-        if not self.capabilities.checks_fd_itself:
+        if self.check_closed_fds and not self.capabilities.checks_fd_itself:
             _require_open_fd(fd)
         try:
             self._os_register(fd, events)
@@ -185,7 +191,7 @@ class Poller(ABC):
             raise FdNotRegisteredError(
                 f"fd {fd} is not registered with {self.name}; call register() first")
         self._check_events(events)
-        if not self.capabilities.checks_fd_itself:
+        if self.check_closed_fds and not self.capabilities.checks_fd_itself:
             _require_open_fd(fd)
         try:
             self._os_modify(fd, events, old)

@@ -17,8 +17,15 @@ DEFAULT_HIGH_WATER = 64 * 1024
 log = logging.getLogger("muxio.transports")
 
 
+_DEFAULT_WATER_MARKS = (DEFAULT_HIGH_WATER, DEFAULT_HIGH_WATER // 4)
+"""One tuple of the default marks for every transport (a fresh `high // 4` would be one
+more int object per connection)."""
+
+
 def water_marks(high: int | None, low: int | None) -> tuple[int, int]:
     """Validated (high, low), filling defaults like asyncio does."""
+    if high is None and low is None:
+        return _DEFAULT_WATER_MARKS
     if high is None:
         high = DEFAULT_HIGH_WATER if low is None else 4 * low
     if low is None:

@@ -119,8 +119,8 @@ class TransportLifecycle(FlowControl):
                                aborting: bool = False) -> None:
         message = (f"{type(self._protocol).__name__}.{what} raised"
                    f"{'; aborting' if aborting else ' on'} "
-                   f"{self._extra.get('transport', 'transport')} "
-                   f"{self._extra.get('peername') or self._extra.get('sockname')}")
+                   f"{self.get_extra_info('transport', 'transport')} "
+                   f"{self.get_extra_info('peername') or self.get_extra_info('sockname')}")
         handler = getattr(self._scheduler, "call_exception_handler", None)
         if handler is None:
             log.error("%s", message, exc_info=exc)
@@ -133,5 +133,5 @@ class TransportLifecycle(FlowControl):
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} "
-                f"{self._extra.get('peername') or self._extra.get('sockname')} "
+                f"{self.get_extra_info('peername') or self.get_extra_info('sockname')} "
                 f"{self._state()}>")

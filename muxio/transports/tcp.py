@@ -18,7 +18,11 @@ time per request than a `send` inside each `write`: the client is woken once per
 instead of once per response. Anything that changes the connection's state (close,
 write_eof, abort, a queue over the high-water mark) sends the queue at once first, so the
 queue is invisible to everything but timing. When the buffer drains, write interest is
-dropped. Water marks drive `pause_writing`/`resume_writing` (see flow.py) and count the
+dropped. On an edge-triggered poller the socket is armed for READ|WRITE once, at its
+first short send (`Loop.add_stream_reader`), and stays so: adding and removing the writer
+is then a dict update, no `epoll_ctl`, and an EPOLLOUT edge with nothing buffered reaches
+no callback; a connection that never fills its send buffer is never armed for WRITE.
+Water marks drive `pause_writing`/`resume_writing` (see flow.py) and count the
 queue and the buffer together.
 
 Closing: `close()` stops reading, sends what is buffered, then closes; `abort()` closes
@@ -38,8 +42,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -83,13 +89,39 @@ def system_backlog() -> int:
         return socket.SOMAXCONN
 
 
+_SHARED_EXTRA: dict[str, Any] = {"transport": "tcp"}
+"""Every TcpTransport's `_extra` (read only): its own facts are in slots, see
+`TcpTransport.get_extra_info`."""
+
+
+def _not_writing_yet() -> None:
+    """A TcpTransport's `_send_queued_callback` before its first write (never called)."""
+
+
+_SHARED_SOCKNAMES = 64
+"""Distinct local addresses a server keeps one tuple of (beyond that, one per connection)."""
+
+
+def _peername_of(sock: socket.socket) -> Any:
+    """The peer's address with its host string interned (many connections come from one
+    host), or None when the peer is already gone."""
+    try:
+        address = sock.getpeername()
+    except OSError:
+        return None
+    if isinstance(address, tuple) and address and isinstance(address[0], str):
+        return (sys.intern(address[0]), *address[1:])
+    return address
+
+
 class TcpTransport(TransportLifecycle):
     """The Transport a stream Protocol gets for one TCP connection."""
 
     __slots__ = (
         "_loop", "_sock", "_fd", "_server", "_buffer", "_reading", "_eof_pending",
         "_eof_written", "_eof_received", "_edge", "_write_after_close", "_peer_hung_up",
-        "_reader", "_write_blocked", "_queued", "_queued_size", "_send_queued_callback")
+        "_reader", "_write_blocked", "_queued", "_queued_size", "_send_queued_callback",
+        "_peername", "_sockname")
 
     _protocol: Protocol
 
@@ -98,19 +130,25 @@ class TcpTransport(TransportLifecycle):
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
-        extra: dict[str, Any] = {"socket": sock, "transport": "tcp", "backend": loop.backend}
-        try:
-            extra["peername"] = sock.getpeername()
-        except OSError:
-            extra["peername"] = None
-        extra["sockname"] = sock.getsockname()
-        self._init_lifecycle(loop, protocol, extra)
+        # The addresses live in slots, not in a dict per connection (an idle connection's
+        # memory is the C10K figure): the peer's host string is interned and an accepted
+        # connection's local address is its server's shared tuple. get_extra_info reads
+        # them; `_extra` is one dict shared by every TCP transport, never written.
+        self._peername = _peername_of(sock)
+        self._sockname = (server._shared_sockname(sock) if server is not None
+                          else sock.getsockname())
+        self._init_lifecycle(loop, protocol, _SHARED_EXTRA)
         self._server = server
-        self._buffer = bytearray()
-        self._queued: list[bytes] = []
+        # What only a connection that writes needs is made at its first write (an idle
+        # connection's memory is the C10K figure): the list of queued writes, the bound
+        # `_send_queued` (bound once, not at every iteration's call_before_poll), and the
+        # buffer, at the first send the kernel does not take whole.
+        self._buffer: bytearray | None = None
+        """What the kernel did not take yet (None until the first short send)."""
+        self._queued: list[bytes] | None = None
         """Writes of this loop iteration, sent by `_send_queued` before the next poll."""
         self._queued_size = 0
-        self._send_queued_callback = self._send_queued
+        self._send_queued_callback: Callable[[], object] = _not_writing_yet
         self._high_water, self._low_water = water_marks(None, None)
         self._writing_paused = False
         self._reading = True
@@ -128,13 +166,26 @@ class TcpTransport(TransportLifecycle):
         # Register first: if the poller refuses the fd (e.g. select and fd >= 1024) this
         # raises before the protocol ever sees the connection. No loop iteration runs
         # before connection_made, so no data can be delivered early.
-        loop.add_reader(self._fd, self._reader)
+        loop.add_stream_reader(self._fd, self._reader)
         if server is not None:
             server._attach(self)
         try:
             protocol.connection_made(self)
         except Exception as exc:
             self._protocol_failed(exc, "connection_made")
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peername
+        if name == "sockname":
+            return self._sockname
+        if name == "socket":
+            return self._sock
+        if name == "transport":
+            return "tcp"
+        if name == "backend":
+            return self._loop.backend
+        return default
 
     # -- reading -------------------------------------------------------------------------
 
@@ -213,7 +264,7 @@ class TcpTransport(TransportLifecycle):
     def resume_reading(self) -> None:
         if not self._reading and not self._closing and not self._lost:
             self._reading = True
-            self._loop.add_reader(self._fd, self._reader)
+            self._loop.add_stream_reader(self._fd, self._reader)
             if self._edge:
                 # Data that arrived while paused produced no new edge: look now.
                 self._loop.call_soon(self._continue_reading)
@@ -235,9 +286,13 @@ class TcpTransport(TransportLifecycle):
             return
         if type(data) is not bytes:
             data = bytes(data)  # the caller may change its buffer after write() returns
+        queued = self._queued
+        if queued is None:  # the first write
+            queued = self._queued = []
+            self._send_queued_callback = self._send_queued
         if not self._queued_size:
             self._loop.call_before_poll(self._send_queued_callback)
-        self._queued.append(data)
+        queued.append(data)
         self._queued_size += len(data)
         if self._queued_size > self._high_water:
             self._send_queued()  # a big write: no point holding it until the poll
@@ -261,6 +316,8 @@ class TcpTransport(TransportLifecycle):
             self._fatal_error(exc)
             return False
         if sent < len(data):
+            if self._buffer is None:
+                self._buffer = bytearray()
             self._buffer += memoryview(data)[sent:]
             self._loop.add_writer(self._fd, self._write_ready)
             self._maybe_pause()
@@ -271,7 +328,7 @@ class TcpTransport(TransportLifecycle):
             raise RuntimeError("write() after write_eof(): the write side is shut down")
         self._write_after_close += 1
         if self._write_after_close == 1:
-            log.debug("write() on a closing %s transport ignored", self._extra["peername"])
+            log.debug("write() on a closing %s transport ignored", self._peername)
 
     def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(chunks))
@@ -327,7 +384,7 @@ class TcpTransport(TransportLifecycle):
         return True
 
     def get_write_buffer_size(self) -> int:
-        return len(self._buffer) + self._queued_size
+        return (len(self._buffer) if self._buffer is not None else 0) + self._queued_size
 
     # -- closing -------------------------------------------------------------------------
 
@@ -352,9 +409,9 @@ class TcpTransport(TransportLifecycle):
             # every backend: ConnectionResetError.
             exc = ConnectionResetError(exc.errno, f"connection reset by peer ({exc})")
         if isinstance(exc, _QUIET_ERRORS):
-            log.debug("%s: %s", self._extra["peername"], exc)
+            log.debug("%s: %s", self._peername, exc)
         else:
-            log.warning("connection %s failed: %r", self._extra["peername"], exc)
+            log.warning("connection %s failed: %r", self._peername, exc)
         self._drop(exc)
 
     def _abort(self, exc: Exception | None) -> None:
@@ -375,8 +432,10 @@ class TcpTransport(TransportLifecycle):
             return
         self._write_blocked = True
         self._reading = False
-        self._buffer.clear()
-        self._queued.clear()
+        if self._buffer is not None:
+            self._buffer.clear()
+        if self._queued is not None:
+            self._queued.clear()
         self._queued_size = 0
         self._loop.remove_reader(self._fd)
         self._loop.remove_writer(self._fd)
@@ -405,6 +464,8 @@ class TcpServer:
         self._out_of_resources = False  # logged once per episode, until an accept works
         self.refused = 0
         """Connections closed at once because the poller could not watch them."""
+        self._socknames: dict[Any, Any] = {}
+        """Local addresses seen, each kept as one tuple that its connections share."""
         self._edge = loop.edge_triggered
         for sock in sockets:
             loop.add_reader(sock.fileno(), self._accept_ready, sock)
@@ -480,11 +541,35 @@ class TcpServer:
             self._loop.add_reader(sock.fileno(), self._accept_ready, sock)
             self._loop.call_soon(self._accept_ready, sock)
 
+    def _shared_sockname(self, sock: socket.socket) -> Any:
+        """`sock`'s local address, as the tuple earlier connections to it got (one per
+        listening address, or per destination address on a wildcard listener)."""
+        address = sock.getsockname()
+        shared = self._socknames.get(address)
+        if shared is not None:
+            return shared
+        if len(self._socknames) < _SHARED_SOCKNAMES:
+            self._socknames[address] = address
+        return address
+
     def _attach(self, transport: TcpTransport) -> None:
         self.connections.add(transport)
 
     def _detach(self, transport: TcpTransport) -> None:
         self.connections.discard(transport)
+
+    def accept_queued(self, max_rounds: int = 64) -> None:
+        """Accept the connections the kernel has already completed, at most `max_rounds`
+        batches per listener. Call it right before `close()` for a graceful stop: closing
+        a listener resets every connection still in its queue, which the client had seen
+        established."""
+        for listener in self.sockets:
+            probe = select.poll()
+            probe.register(listener.fileno(), select.POLLIN)
+            for _ in range(max_rounds):
+                if self._closed or self._accept_paused or not probe.poll(0):
+                    break
+                self._accept_ready(listener)
 
     def close(self) -> None:
         """Stop listening; established connections go on (see close_clients)."""

@@ -121,3 +121,38 @@ def test_a_kcp_server_that_served_someone_stops_with_exit_0(backend: str, signum
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_serve_raises_its_open_file_limit_to_the_hard_one() -> None:
+    """Started with a soft limit of 256, `muxio serve` runs with the hard limit (one fd per
+    connection: C10K needs no `ulimit -n` first)."""
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 256:
+        pytest.skip(f"the hard open-file limit here ({hard}) leaves nothing to raise")
+
+    # A small launcher lowers its own soft limit, then becomes `muxio serve` (exec keeps it).
+    launcher = ("import os, resource, sys\n"
+                f"resource.setrlimit(resource.RLIMIT_NOFILE, (256, {hard}))\n"
+                "os.execv(sys.executable, [sys.executable, '-m', 'muxio', '-v', 'serve', "
+                "'echo', '--host', '127.0.0.1', '--port', '0'])\n")
+    process = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert "serving echo" in process.stdout.readline()
+        with open(f"/proc/{process.pid}/limits") as limits:
+            row = next(line for line in limits if line.startswith("Max open files"))
+        assert row.split()[3:5] == [str(hard), str(hard)]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert process.stderr is not None
+        assert f"open-file limit raised from 256 to {hard}" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

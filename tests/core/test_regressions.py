@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from muxio.errors import BadFdError
 from muxio.loop import Loop
 from muxio.protocols import Protocol, Transport
 from muxio.testing import FakeClock
@@ -171,6 +172,26 @@ def test_a_registered_fd_closed_behind_the_loops_back_is_dropped(
     finally:
         for sock in (writer, other_reader, other_writer):
             sock.close()
+
+
+def test_add_reader_on_an_already_closed_fd_never_runs_its_callback(loop: Loop) -> None:
+    """The loop's pollers no longer fstat every register/modify (a syscall per connection
+    and per write-buffer transition on poll/select): epoll still refuses a closed fd at
+    once, poll and select report it at the next poll, and the loop drops it there. Either
+    way its callback never runs and the loop goes on."""
+    calls: list[str] = []
+    sock = socket.socket()
+    fd = sock.fileno()
+    sock.close()
+    try:
+        loop.add_reader(fd, calls.append, "closed")
+    except BadFdError:
+        pass  # refused by the OS call itself (epoll, io_uring)
+    for _ in range(3):
+        loop.run_once(0)
+    assert calls == []
+    assert fd not in loop.poller
+    assert not loop.remove_reader(fd)  # already forgotten
 
 
 def test_stop_before_run_forever_is_not_lost(loop: Loop) -> None:

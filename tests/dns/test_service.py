@@ -175,6 +175,7 @@ def test_muxio_resolve_nxdomain_no_reply_and_bad_arguments(served: ServedDns) ->
                          "--timeout", "0.2", "--tries", "1")
     assert silent.returncode == 9
     assert "no answer for example.com. A" in silent.stderr
+    assert "without a port" not in silent.stderr  # the hint is for a --server with no port
     bad_server = resolve_cli(served.backend, "example.com", "--server", "dns.example")
     assert bad_server.returncode == 2 and "not an IP address" in bad_server.stderr
     bad_type = resolve_cli(served.backend, "example.com", "NOTATYPE", "--server",
@@ -263,3 +264,11 @@ def test_reload_reads_the_zones_off_the_loop(tmp_path: Path) -> None:
         assert first_address(udp_query(query, port)) == "192.0.2.201"
         assert loads == ["started", "started"]
         assert not runner.call(lambda loop: service.reloading)
+
+
+def test_resolve_hints_at_port_5300_only_for_a_server_without_port() -> None:
+    from muxio.cli.resolve import _has_port
+
+    assert [_has_port(server) for server in ("localhost", "127.0.0.1", "::1", "[::1]")] == [
+        False] * 4
+    assert all(_has_port(server) for server in ("localhost:5300", "[::1]:53", "10.0.0.1:53"))

@@ -472,3 +472,53 @@ def test_next_complete_request_takes_a_whole_bodiless_request_at_once() -> None:
     assert conn.next_event() is NEED_DATA
     conn.receive_data(GET[10:])
     assert conn.next_complete_request() is not None
+
+
+def answer(conn: ServerConnection, wire: bytes, response: Response, now: float) -> bytes:
+    """Feed one whole request, take it, answer it."""
+    conn.receive_data(wire)
+    request = conn.next_complete_request()
+    assert isinstance(request, Request), request
+    return conn.respond(response, now)
+
+
+def test_a_reused_response_is_right_for_every_server_date_and_connection() -> None:
+    """The wire bytes of a reused Response are cached per (server name, Date line,
+    Connection ending): alternating servers, a HEAD in between (which encodes the head
+    alone), a new second and a closing request each get their own bytes."""
+    shared = Response(200, (("Content-Type", "text/plain"),), b"hello")
+    alpha = ServerConnection(HttpConfig(server_name="alpha"))
+    beta = ServerConnection(HttpConfig(server_name="beta"))
+    get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
+    first = answer(alpha, get, shared, 1_700_000_000.5)
+    assert b"Server: alpha\r\n" in first and first.endswith(b"\r\n\r\nhello")
+    assert answer(alpha, get, shared, 1_700_000_000.7) is first  # cached
+    assert b"Server: beta\r\n" in answer(beta, head, shared, 1_700_000_000.7)
+    assert answer(alpha, get, shared, 1_700_000_000.8) == first  # not beta's head
+    later = answer(alpha, get, shared, 1_700_000_001.0)
+    assert later != first and later.replace(later[later.index(b"Date"):][:37], b"") == \
+        first.replace(first[first.index(b"Date"):][:37], b"")
+    closing = answer(alpha, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                     shared, 1_700_000_001.0)
+    assert b"Connection: close\r\n" in closing and alpha.must_close
+
+
+@pytest.mark.parametrize(("wire", "version", "keep_alive"), [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "1.1", True),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "1.1", False),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", "1.1", True),
+    (b"GET / HTTP/1.0\r\n\r\n", "1.0", False),
+    (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "1.0", True),
+    (b"GET / HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n", "1.0", True),
+    (b"GET / HTTP/1.0\r\nUser-Agent: t\r\n\r\n", "1.0", False),
+])
+def test_the_version_is_right_however_keep_alive_was_decided(
+        wire: bytes, version: str, keep_alive: bool) -> None:
+    """HTTP/1.1 is inferred from llhttp's keep-alive default when no Connection header
+    spoke; any Connection or Proxy-Connection header makes the core ask llhttp."""
+    conn = ServerConnection()
+    conn.receive_data(wire)
+    request = conn.next_complete_request()
+    assert isinstance(request, Request)
+    assert (request.http_version, request.keep_alive) == (version, keep_alive)

@@ -152,6 +152,21 @@ class DnsService:
         zones = ", ".join(str(origin) for origin in self.server.zones)
         return f"{', '.join(addresses)} (zones {zones})"
 
+    def drain(self) -> None:
+        """Stop listening (UDP answers are immediate: nothing is in flight there); TCP
+        clients are closed once their answers are sent."""
+        self.udp_server.close()
+        # The io_uring listener (--backend uring) has no accept_queued: its accepts are
+        # already posted to the ring.
+        accept_queued = getattr(self.tcp_server, "accept_queued", None)
+        if accept_queued is not None:
+            accept_queued()
+        self.tcp_server.close()
+        self.tcp_server.close_clients()
+
+    def open_connections(self) -> int:
+        return len(self.tcp_server.connections)
+
     def close(self) -> None:
         self._closed = True
         if self._sighup:

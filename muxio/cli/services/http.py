@@ -20,6 +20,7 @@ from muxio.cli.services.connlog import log_connections
 from muxio.cli.services.tcp_service import TcpService, transport_label
 from muxio.cli.tls_options import add_server_arguments
 from muxio.handlers import http as handler
+from muxio.handlers.http import App, Request, Response
 from muxio.loop import Loop
 
 DESCRIPTION = ("HTTP/1.1: 'Hello, World!' on GET /, or static files with --root (TCP or KCP, "
@@ -33,7 +34,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser, alpn=handler.ALPN)
 
 
+class DrainingApp:
+    """The app, and once `start_draining()` is called, every response it gives says
+    `Connection: close`: a graceful stop ends each kept-alive connection right after a
+    response, when the client knows not to send another request on it (closing an idle
+    connection instead races a request already on its way)."""
+
+    __slots__ = ("app", "draining")
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.draining = False
+
+    def __call__(self, request: Request) -> Response:
+        response = self.app(request)
+        if self.draining and not response.close:
+            return Response(response.status, response.headers, response.body,
+                            content_length=response.content_length, close=True)
+        return response
+
+    def start_draining(self) -> None:
+        self.draining = True
+
+
 def start(loop: Loop, args: argparse.Namespace) -> TcpService:
-    factory = handler.protocol_factory(loop, handler_config(handler, args))
+    config = handler_config(handler, args)
+    if config.minimal:  # the benchmark baseline: no app to drain
+        factory = handler.protocol_factory(loop, config)
+        return TcpService(serve_stream(log_connections(factory, "http", args), loop, args),
+                          transport_label(args))
+    app = DrainingApp(config.app())
+    factory = handler.protocol_factory(loop, config, app=app)
     return TcpService(serve_stream(log_connections(factory, "http", args), loop, args),
-                      transport_label(args))
+                      transport_label(args), on_drain=app.start_draining)

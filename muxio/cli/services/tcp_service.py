@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+from collections.abc import Callable
 from typing import Any
 
 
@@ -20,9 +21,27 @@ def transport_label(args: argparse.Namespace) -> str:
 
 
 class TcpService:
-    def __init__(self, server: Any, transport: str = "tcp") -> None:
+    """One stream server. `drain()` (a graceful stop, see muxio.cli.graceful) stops
+    accepting, then calls `on_drain` (default: close every connection once its output is
+    sent)."""
+
+    def __init__(self, server: Any, transport: str = "tcp",
+                 on_drain: Callable[[], None] | None = None) -> None:
         self.server = server
         self.transport = transport
+        self.on_drain = on_drain
+
+    def drain(self) -> None:
+        # TLS wraps the transport's server; the queue to accept is the inner one's.
+        listener = getattr(self.server, "inner", None) or self.server
+        accept_queued = getattr(listener, "accept_queued", None)
+        if accept_queued is not None:
+            accept_queued()
+        self.server.close()
+        (self.on_drain or self.server.close_clients)()
+
+    def open_connections(self) -> int:
+        return len(self.server.connections)
 
     def describe(self) -> str:
         return ", ".join(f"{self.transport} {format_address(sock.getsockname())}"

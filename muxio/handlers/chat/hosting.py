@@ -3,12 +3,18 @@ its command-line options, the config they make, and the protocol factory.
 
     chat = ChatServer(scheduler, config_from(args))     # a host that closes it on shutdown
     factory = protocol_factory(scheduler, config)       # a host that only serves
+
+A bus (`muxio.handlers.chat.bus.ChatBus`) is optional: a host that can open connections
+builds one and passes it (`protocol_factory(scheduler, config, bus=bus)`, or
+`ChatServer(..., bus=bus)`), as `muxio serve chat --bus redis://HOST:PORT` does; the
+handler never opens one itself. Without it, the server is alone, as always.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from muxio.handlers.chat.bus import ChatBus
 from muxio.handlers.chat.config import ChatServerConfig
 from muxio.handlers.chat.server import ChatServer
 from muxio.protocols import ProtocolFactory, Scheduler
@@ -69,7 +75,8 @@ def config_from(args: argparse.Namespace) -> ChatServerConfig:
         raise ValueError(message) from None
 
 
-def protocol_factory(scheduler: Scheduler,
-                     config: ChatServerConfig | None = None) -> ProtocolFactory:
-    """One chat server (its client table) whose connections the factory makes."""
-    return ChatServer(scheduler, config or ChatServerConfig()).protocol_factory
+def protocol_factory(scheduler: Scheduler, config: ChatServerConfig | None = None, *,
+                     bus: ChatBus | None = None) -> ProtocolFactory:
+    """One chat server (its client table, joined to others by `bus` if given) whose
+    connections the factory makes."""
+    return ChatServer(scheduler, config or ChatServerConfig(), bus=bus).protocol_factory

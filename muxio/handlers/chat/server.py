@@ -60,10 +60,12 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from muxio.handlers.chat.bus import ChatBus
 from muxio.handlers.chat.config import ChatServerConfig
 from muxio.handlers.chat.errors import ErrorCode
 from muxio.handlers.chat.framing import CLOSED
@@ -105,6 +107,9 @@ from muxio.protocols import Cancellable, Protocol, Scheduler, Transport
 
 log = logging.getLogger("muxio.chat")
 
+_MAX_HELD = 64
+"""Answers one connection may have held behind SENDs on the bus; past it, its events wait
+(and its reading pauses) until the bus answers."""
 _FLUSH_AT = 16 * 1024
 """Own answers are written once this many bytes are collected (or at the end of a read)."""
 _REQUEST_ID = struct.Struct(">I")
@@ -131,7 +136,8 @@ class ChatServer:
 
     def __init__(self, scheduler: Scheduler, config: ChatServerConfig | None = None, *,
                  hostname: str | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 bus: ChatBus | None = None) -> None:
         self.scheduler = scheduler
         self.config = config or ChatServerConfig()
         self.hostname = hostname if hostname is not None else socket.gethostname()
@@ -152,6 +158,8 @@ class ChatServer:
         self._feed_epoch = 0
         """Counts the feeds handed out: a connection's position in an older one is 0."""
         self._feed_flush: Cancellable | None = None
+        self._pending_flush: Cancellable | None = None
+        """The call_soon that writes what bus answers released (`_flush_soon`)."""
         self._list_cache: list[bytes] | None = None
         """LIST_OK frames of the current list (request id 0), until a join or leave."""
         self._ungreeted: dict[ChatServerProtocol, float] = {}
@@ -162,7 +170,12 @@ class ChatServer:
         self.stats: dict[str, int] = {
             "frames": 0, "forwarded": 0, "not_delivered": 0, "invalid_frames": 0,
             "dropped_slow": 0, "dropped_timeout": 0, "dropped_errors": 0,
-            "hello_timeouts": 0, "evicted_ungreeted": 0}
+            "hello_timeouts": 0, "evicted_ungreeted": 0, "bus_refused": 0}
+        self.bus = bus
+        """The bus that joins this server to others (docs/chat-protocol.md section 10), or
+        None: this server's clients are all there is."""
+        if bus is not None:
+            bus.start(self)
 
     # -- what connections use ------------------------------------------------------------
 
@@ -187,12 +200,14 @@ class ChatServer:
         """Open connections still without HELLO_OK."""
         return len(self._ungreeted)
 
-    def _greet(self, conn: ChatServerProtocol) -> int | None:
-        """Give `conn` an id and list it; None if the server is full."""
+    def _greet(self, conn: ChatServerProtocol, client_id: int = 0) -> int | None:
+        """List `conn` under `client_id` (given by the bus) or a new id of ours; None if
+        the server is full."""
         if len(self._clients) >= self.config.max_clients:
             return None
-        client_id = self._next_id
-        self._next_id += 1
+        if not client_id:
+            client_id = self._next_id
+            self._next_id += 1
         self._clients[client_id] = conn
         self._ungreeted.pop(conn, None)
         self._list_cache = None
@@ -216,6 +231,8 @@ class ChatServer:
         self._list_cache = None
         log.debug("client %d (%s port %d) left: %s", conn.client_id, conn.address, conn.port,
                   reason.name.lower().replace("_", " "))
+        if self.bus is not None:
+            self.bus.unregister(conn.client_id, reason)
         if not self._closed:
             self._broadcast(encode(Left(client_id=conn.client_id, reason=reason)), None)
 
@@ -239,6 +256,15 @@ class ChatServer:
             conn._linger_out(closing)
         else:
             conn._abort()
+
+    def _flush_soon(self) -> None:
+        if self._pending and self._pending_flush is None:
+            self._pending_flush = self.scheduler.call_soon(self._flush_pending_now)
+
+    def _flush_pending_now(self) -> None:
+        self._pending_flush = None
+        if not self._busy:
+            self._flush_pending()
 
     def _flush_pending(self) -> None:
         pending = self._pending
@@ -335,13 +361,15 @@ class ChatServer:
         self._sweep_timer = None
         self._sweep_ungreeted()
 
-    def _forward(self, sender: ChatServerProtocol, request: Send) -> Message:
-        """Deliver a SEND; the response for the sender."""
+    def _forward(self, sender: ChatServerProtocol, request: Send) -> Message | None:
+        """Deliver a SEND; the response for the sender (None: it comes from the bus)."""
         to = request.to
         target = self._clients.get(to)
         error: tuple[ErrorCode, str] | None = None
         if to == sender.client_id:
             error = ErrorCode.SEND_TO_SELF, "cannot send to yourself"
+        elif target is None and self.bus is not None:
+            return self._forward_on_bus(sender, request)
         elif target is None:
             if 1 <= to < self._next_id:
                 error = ErrorCode.CLIENT_GONE, f"client {to} has left"
@@ -367,14 +395,43 @@ class ChatServer:
         return ErrorResponse(request_id=request.request_id, code=code,
                              request_type=MessageType.SEND, description=description)
 
-    def list_responses(self, request_id: int) -> Iterator[ListOk]:
-        """The client list as LIST_OK frames, each within max_frame (`more` on all but the
-        last)."""
+    def _forward_on_bus(self, sender: ChatServerProtocol, request: Send) -> Message | None:
+        """A SEND to a client that is not ours: through the bus, the sender's events
+        waiting for the answer (so that its answers stay in request order)."""
+        assert self.bus is not None
+        max_text = self.config.max_frame - MESSAGE_OVERHEAD
+        if len(request.text) > max_text // 4 and len(request.text.encode()) > max_text:
+            return ErrorResponse(request_id=request.request_id, code=ErrorCode.TEXT_TOO_LONG,
+                                 request_type=MessageType.SEND,
+                                 description=f"text longer than {max_text} bytes of UTF-8")
+        frame = encode(Incoming(sender=sender.client_id, address=sender.address,
+                                port=sender.port, text=request.text))
+        slot = sender._hold()
+        request_id, to = request.request_id, request.to
+
+        def forwarded(code: ErrorCode | None, description: str) -> None:
+            if code is None:
+                self.stats["forwarded"] += 1
+                sender._fill(slot, SendOk(request_id=request_id, to=to))
+            else:
+                self.stats["not_delivered"] += 1
+                sender._fill(slot, ErrorResponse(
+                    request_id=request_id, code=code, request_type=MessageType.SEND,
+                    description=description))
+
+        self.bus.forward(to, frame, forwarded)
+        return None
+
+    def list_responses(self, request_id: int,
+                       entries_in: Iterable[ClientEntry] | None = None) -> Iterator[ListOk]:
+        """The client list (ours, or `entries_in`) as LIST_OK frames, each within
+        max_frame (`more` on all but the last)."""
         budget = self.config.max_frame - (LIST_HEAD_SIZE - 4)
         entries: list[ClientEntry] = []
         size = 0
-        for conn in self._clients.values():
-            entry = conn.entry()
+        if entries_in is None:
+            entries_in = [conn.entry() for conn in self._clients.values()]
+        for entry in entries_in:
             entry_size = 8 + len(entry.address.encode())
             if entries and (size + entry_size > budget or len(entries) == 0xFFFF):
                 yield ListOk(request_id=request_id, clients=tuple(entries), more=True)
@@ -403,6 +460,43 @@ class ChatServer:
             timespec="milliseconds")
         return TimeOk(request_id=request_id, unix_ms=int(now * 1000), text=text)
 
+    # -- what the bus calls (muxio.handlers.chat.bus.BusHost) ----------------------------
+
+    def bus_deliver(self, client_id: int, frame: bytes) -> bool:
+        conn = self._clients.get(client_id)
+        if conn is None:
+            return False
+        # Messages from the bus come in bursts (one read of the subscription): their
+        # writes are collected and go out once per loop iteration, one per recipient.
+        self._busy += 1
+        try:
+            delivered = conn.deliver(frame)
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._flush_soon()
+        if not delivered:
+            self.stats["not_delivered"] += 1
+        return delivered
+
+    def bus_joined(self, entry: ClientEntry) -> None:
+        if not self._closed:
+            self._broadcast(encode(Joined(client=entry)), None)
+
+    def bus_left(self, client_id: int, reason: int) -> None:
+        if not self._closed and client_id not in self._clients:
+            self._broadcast(encode(Left(client_id=client_id, reason=reason)), None)
+
+    def bus_local_clients(self) -> list[ClientEntry]:
+        return [conn.entry() for conn in self._clients.values()]
+
+    def bus_state_changed(self, up: bool, reason: str) -> None:
+        if up:
+            log.info("the chat bus is up: accepting new clients")
+        else:
+            log.warning("the chat bus is down (%s): new clients are refused, clients of "
+                        "this server still reach each other", reason)
+
     # -- lifetime ------------------------------------------------------------------------
 
     def _attach(self, conn: ChatServerProtocol) -> None:
@@ -422,10 +516,10 @@ class ChatServer:
             return
         self._closed = True
         log.info("closing %d connections: %s", len(self.connections), reason)
-        for timer in (self._sweep_timer, self._feed_flush):
+        for timer in (self._sweep_timer, self._feed_flush, self._pending_flush):
             if timer is not None:
                 timer.cancel()
-        self._sweep_timer = self._feed_flush = None
+        self._sweep_timer = self._feed_flush = self._pending_flush = None
         self._ungreeted.clear()
         for conn in list(self.connections):
             conn.close(reason)
@@ -439,7 +533,8 @@ class ChatServerProtocol(Protocol):
         "server", "config", "transport", "session", "client_id", "address", "port",
         "heartbeat", "dropped", "listed", "_out", "_out_size", "_queued", "_writing_paused",
         "_reading_paused", "_closed", "_errors", "_ping_id", "_handlers", "_continuation",
-        "_lingering", "_linger_timer", "_feed_epoch", "_feed_seen")
+        "_lingering", "_linger_timer", "_feed_epoch", "_feed_seen", "_waiting", "_asking",
+        "_held", "_after_held")
 
     def __init__(self, server: ChatServer) -> None:
         self.server = server
@@ -468,6 +563,17 @@ class ChatServerProtocol(Protocol):
         self._linger_timer: Cancellable | None = None
         self._feed_epoch = -1  # which broadcast feed _feed_seen counts frames of
         self._feed_seen = 0
+        # With a bus (section 10 of docs/chat-protocol.md): answers keep request order.
+        self._waiting = False
+        """Events wait: for the bus's answer to HELLO or LIST, for held answers to go out
+        before BYE or EOF, or because too many are held."""
+        self._asking = False
+        """A HELLO or LIST is on the bus (one at a time: events wait for it)."""
+        self._held: deque[list[bytes]] = deque()
+        """Answers in request order behind a SEND on the bus: [] until the bus answers,
+        then [frame]. SENDs to other servers are pipelined, their answers kept in order."""
+        self._after_held: Callable[[], None] | None = None
+        """BYE or EOF handling, run once the held answers are out."""
         self._handlers: dict[type[Message], Callable[[Any], None]] = {
             Hello: self._on_hello, GetTime: self._on_time, GetName: self._on_name,
             GetList: self._on_list, Send: self._on_send, Ping: self._on_ping,
@@ -520,6 +626,8 @@ class ChatServerProtocol(Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.heartbeat.stop()
+        self._held.clear()
+        self._after_held = None
         for timer in (self._continuation, self._linger_timer):
             if timer is not None:
                 timer.cancel()
@@ -542,7 +650,7 @@ class ChatServerProtocol(Protocol):
         handled = 0
         server._busy += 1
         try:
-            while not self._writing_paused:
+            while not (self._writing_paused or self._waiting):
                 if handled == budget:
                     if self._continuation is None:
                         self._continuation = server.scheduler.call_soon(self._next_turn)
@@ -582,7 +690,8 @@ class ChatServerProtocol(Protocol):
         transport = self.transport
         if transport is None or self._stopped() or transport.is_closing():
             return
-        paused = self._writing_paused or self._continuation is not None
+        paused = (self._writing_paused or self._waiting
+                  or self._continuation is not None)
         if paused is not self._reading_paused:
             self._reading_paused = paused
             if paused:
@@ -597,7 +706,57 @@ class ChatServerProtocol(Protocol):
         return self._closed or self.dropped or self._lingering
 
     def _respond(self, message: Message) -> None:
-        self._write(self.session.send(message))
+        self._answer(self.session.send(message))
+
+    def _answer(self, frame: bytes) -> None:
+        """An answer: written now, or behind the answers held for the bus."""
+        if self._held:
+            self._held.append([frame])
+            self._update_waiting()
+        else:
+            self._write(frame)
+
+    def _hold(self) -> list[bytes]:
+        """A place in the answer order for a request the bus answers (`_fill`)."""
+        slot: list[bytes] = []
+        self._held.append(slot)
+        self._update_waiting()
+        return slot
+
+    def _fill(self, slot: list[bytes], response: Message) -> None:
+        if self._stopped() or self.transport is None:
+            return
+        # Encoded as it is: the answer was owed when its request was taken, even if BYE
+        # or EOF has moved the session on since (SEND_OK and ERROR change no state).
+        slot.append(encode(response))
+        self._after_bus()
+
+    def _update_waiting(self) -> None:
+        self._waiting = (self._asking or len(self._held) >= _MAX_HELD
+                         or self._after_held is not None)
+
+    def _after_bus(self) -> None:
+        """The bus answered: the answers now complete go out (one write), what waited for
+        them runs, and events go on."""
+        held = self._held
+        server = self.server
+        server._busy += 1
+        try:
+            while held and held[0]:
+                self._write(held.popleft()[0])
+            if not held and not self._asking and self._after_held is not None:
+                after, self._after_held = self._after_held, None
+                after()
+            was_waiting = self._waiting
+            self._update_waiting()
+            if was_waiting and not self._waiting:  # else no event waited for this
+                self._process()
+        finally:
+            server._busy -= 1
+            if not server._busy:
+                # The bus answers in bursts (one read of Redis's replies may answer
+                # hundreds of SENDs): what they release goes out once per loop iteration.
+                server._flush_soon()
 
     def _write(self, frame: bytes) -> None:
         """Queue a frame. While any connection's events are being handled, frames for
@@ -671,7 +830,55 @@ class ChatServerProtocol(Protocol):
                 description=f"version {hello.version} is not supported; this server speaks "
                             f"{versions}"))
             return
-        client_id = self.server._greet(self)
+        bus = self.server.bus
+        if bus is not None:
+            self._hello_on_bus(hello, bus)
+            return
+        self._greeted(hello, self.server._greet(self))
+
+    def _hello_on_bus(self, hello: Hello, bus: ChatBus) -> None:
+        """The id comes from the bus: refused at once while the bus is down; otherwise
+        this connection's events wait for it."""
+        if len(self.server._clients) >= self.config.max_clients:
+            self._greeted(hello, None)
+            return
+        if not bus.up:
+            self._refuse_hello(hello, f"cannot register new clients now: "
+                                      f"{_unreachable(bus)}")
+            return
+        self._asking = self._waiting = True
+
+        def registered(client_id: int | None, why: str) -> None:
+            self._asking = False
+            if self._stopped() or self.transport is None or self.transport.is_closing():
+                if client_id is not None:  # gone meanwhile: nobody to list
+                    bus.unregister(client_id, LeaveReason.CLOSED)
+                return
+            if client_id is None:
+                self._refuse_hello(hello, f"cannot register new clients now: {why}")
+            else:
+                self._greeted(hello, self.server._greet(self, client_id))
+                if not self.listed:
+                    bus.unregister(client_id, LeaveReason.CLOSED)
+            self._after_bus()
+
+        bus.register(self.address, self.port, registered)
+
+    def _refuse_hello(self, hello: Hello, description: str) -> None:
+        """SERVER_FULL (the code a version-1 client knows for "not now, come back") with
+        the reason, then close."""
+        self.server.stats["bus_refused"] += 1
+        # Debug: while the bus is down every login is refused; its going down is the
+        # warning (bus_state_changed), and the stats count the refusals.
+        log.debug("refusing a login from %s port %d: %s", self.address, self.port,
+                  description)
+        self._respond(ErrorResponse(request_id=hello.request_id, code=ErrorCode.SERVER_FULL,
+                                    request_type=MessageType.HELLO,
+                                    description=truncate_utf8(description, 1000)))
+        self._flush()
+        self._close_transport()
+
+    def _greeted(self, hello: Hello, client_id: int | None) -> None:
         if client_id is None:
             self._respond(ErrorResponse(
                 request_id=hello.request_id, code=ErrorCode.SERVER_FULL,
@@ -696,11 +903,34 @@ class ChatServerProtocol(Protocol):
         self._respond(NameOk(request_id=request.request_id, name=self.server.hostname))
 
     def _on_list(self, request: GetList) -> None:
-        if self.session.may_send(ListOk):  # always, once greeted (LIST needs HELLO)
+        if not self.session.may_send(ListOk):  # always, once greeted (LIST needs HELLO)
+            return
+        bus = self.server.bus
+        if bus is None:
             self._write(self.server.list_frames(request.request_id))
+            return
+        self._asking = self._waiting = True
+        request_id = request.request_id
+
+        def listed(entries: Sequence[ClientEntry] | None, why: str) -> None:
+            self._asking = False
+            if self._stopped() or self.transport is None:
+                return
+            if entries is None:  # the bus is down: our own clients are what we know
+                log.debug("LIST from this server only: %s", why)
+                self._answer(self.server.list_frames(request_id))
+            else:
+                self._answer(b"".join(encode(response) for response in
+                                      self.server.list_responses(request_id, entries)))
+            self._after_bus()
+
+        bus.list(listed)
 
     def _on_send(self, request: Send) -> None:
-        self._respond(self.server._forward(self, request))
+        response = self.server._forward(self, request)
+        if response is not None:
+            self._respond(response)
+
 
     def _on_ping(self, request: Ping) -> None:
         self._respond(Pong(request_id=request.request_id))
@@ -709,6 +939,10 @@ class ChatServerProtocol(Protocol):
         """Heard: that is all a PONG is for (data_received already noted the time)."""
 
     def _on_bye(self, request: Bye) -> None:
+        if self._held:  # BYE_OK comes after the answers to what was sent before
+            self._after_held = lambda: self._on_bye(request)
+            self._update_waiting()
+            return
         self._respond(ByeOk(request_id=request.request_id))
         self._flush()
         self.server._leave(self, LeaveReason.BYE)
@@ -717,6 +951,10 @@ class ChatServerProtocol(Protocol):
     def _finish(self) -> None:
         """The session ended (EOF, or BYE handled): off the list now, and close once the
         answers are out."""
+        if self._held:
+            self._after_held = self._finish
+            self._update_waiting()
+            return
         self._flush()
         self.server._leave(self, LeaveReason.CLOSED)
         self._close_transport()
@@ -807,3 +1045,7 @@ class ChatServerProtocol(Protocol):
 
     def __repr__(self) -> str:
         return f"<ChatServerProtocol #{self.client_id} {self.address} port {self.port}>"
+
+
+def _unreachable(bus: ChatBus) -> str:
+    return f"the chat directory ({bus.description}) is unreachable; try again shortly"

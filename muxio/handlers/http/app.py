@@ -51,11 +51,16 @@ NOT_FOUND = Response.text("404 Not Found\n", 404)
 class Router:
     """Routes by path, then method. Exact paths win over prefixes; longer prefixes win."""
 
-    __slots__ = ("_exact", "_prefixes")
+    __slots__ = ("_exact", "_prefixes", "exact_handlers")
 
     def __init__(self) -> None:
         self._exact: dict[str, _Route] = {}
         self._prefixes: list[tuple[str, _Route]] = []
+        self.exact_handlers: dict[str, dict[str, App]] = {}
+        """path -> {method: handler} for the exact routes (read it; `add` keeps it). The
+        HTTP shell looks a request up here itself, two dict hits, and calls the router
+        only for what is not there (prefixes, 404, 405): the same answer, one Python
+        call fewer per request."""
 
     def add(self, path: str, handler: App, methods: Iterable[str] = ("GET",), *,
             prefix: bool = False) -> None:
@@ -75,7 +80,9 @@ class Router:
             self._prefixes.append((path, route))
             self._prefixes.sort(key=lambda entry: len(entry[0]), reverse=True)
         else:
-            self._exact.setdefault(path, _Route()).add(methods, handler)
+            route = self._exact.setdefault(path, _Route())
+            route.add(methods, handler)
+            self.exact_handlers[path] = route.handlers
 
     def route(self, path: str, methods: Iterable[str] = ("GET",), *,
               prefix: bool = False) -> Callable[[App], App]:

@@ -101,24 +101,29 @@ class Ours(enum.Enum):
     MUST_CLOSE = "must_close"  # the last response ended the connection
 
 
+# Enum members as module constants: `Ours.IDLE` goes through EnumType.__getattr__ on
+# every access (Python 3.11), a module global is one dict hit.
+_OURS_IDLE, _OURS_RESPOND, _OURS_SEND_BODY, _OURS_MUST_CLOSE = (
+    Ours.IDLE, Ours.RESPOND, Ours.SEND_BODY, Ours.MUST_CLOSE)
+
 # (state, what the shell does) -> next state. Anything else is an HttpUsageError.
 # "done" is the end of a response; it goes to IDLE or MUST_CLOSE (keep-alive decides).
 _OUR_TRANSITIONS: dict[tuple[Ours, str], Ours] = {
-    (Ours.IDLE, "request"): Ours.RESPOND,
-    (Ours.RESPOND, "continue"): Ours.RESPOND,
-    (Ours.RESPOND, "done"): Ours.IDLE,
-    (Ours.RESPOND, "head"): Ours.SEND_BODY,
-    (Ours.SEND_BODY, "body"): Ours.SEND_BODY,
-    (Ours.SEND_BODY, "done"): Ours.IDLE,
-    (Ours.IDLE, "error"): Ours.MUST_CLOSE,
-    (Ours.RESPOND, "error"): Ours.MUST_CLOSE,
+    (_OURS_IDLE, "request"): _OURS_RESPOND,
+    (_OURS_RESPOND, "continue"): _OURS_RESPOND,
+    (_OURS_RESPOND, "done"): _OURS_IDLE,
+    (_OURS_RESPOND, "head"): _OURS_SEND_BODY,
+    (_OURS_SEND_BODY, "body"): _OURS_SEND_BODY,
+    (_OURS_SEND_BODY, "done"): _OURS_IDLE,
+    (_OURS_IDLE, "error"): _OURS_MUST_CLOSE,
+    (_OURS_RESPOND, "error"): _OURS_MUST_CLOSE,
 }
 
 _IDLE, _HEAD, _BODY, _CLOSED, _ERROR = (Phase.IDLE, Phase.HEAD, Phase.BODY, Phase.CLOSED,
                                         Phase.ERROR)
 _SMUGGLING_REASONS = ("Content-Length can't be present", "Transfer-Encoding can't be present",
                       "Duplicate Content-Length")
-_INTERESTING_LENGTHS = frozenset({4, 6, 14, 17})
+_INTERESTING_LENGTHS = frozenset({4, 6, 10, 14, 16, 17})
 _VERSIONS = frozenset({"1.0", "1.1"})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE_LINE = b"Connection: close\r\n"
@@ -127,6 +132,8 @@ _KEEP_ALIVE_END = b"Connection: keep-alive\r\n\r\n"
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 _HEAD_END = b"\r\n\r\n"
 _STATUS_LINES: dict[tuple[int, str], bytes] = {}
+_METHOD_NAMES: dict[bytes, str] = {}
+"""llhttp's method names (a fixed set of ~50) decoded once: one dict hit per request."""
 
 
 def status_line(status: int, server_name: str) -> bytes:
@@ -149,15 +156,17 @@ class DateCache:
     __slots__ = ("_cached",)
 
     def __init__(self) -> None:
-        self._cached: tuple[int, bytes] = (-1, b"")
+        self._cached: tuple[float, float, bytes] = (0.0, -1.0, b"")
+        """(start, end, line): `line` is right for every time in [start, end). Two float
+        comparisons per call on the hot path, no int() and no formatting."""
 
     def line(self, now: float) -> bytes:
-        second = int(now)
         cached = self._cached
-        if cached[0] == second:
-            return cached[1]
+        if cached[0] <= now < cached[1]:
+            return cached[2]
+        second = int(now)
         line = b"Date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
-        self._cached = (second, line)
+        self._cached = (float(second), float(second + 1), line)
         return line
 
 
@@ -169,14 +178,14 @@ class ServerConnection:
     """One HTTP/1.1 server connection's protocol state, with no I/O of its own."""
 
     __slots__ = (
-        "config", "_parser", "_events", "their_phase", "_ours", "_error", "_callback_error",
+        "config", "_parser", "_events", "their_phase", "our_state", "_error", "_callback_error",
         "_request", "_current_open", "_continue_sent", "_date", "_server_name",
         "_target", "_target_size", "_headers", "_head_size", "_head_fed", "_completed",
         "_content_length", "_transfer_encodings", "_hosts", "_expect_continue", "_special",
         "_body_size", "_body_seen", "_in_trailers", "_send_body",
         "_chunked", "_remaining", "_close_after", "_max_target", "_max_head",
         "_max_headers", "_max_body", "_response", "requests", "_depth", "_backlog",
-        "_backlog_at", "_eof_pending", "_body_progress", "_body_stalled")
+        "_backlog_at", "_eof_pending", "_body_progress", "_body_stalled", "drained")
 
     def __init__(self, config: HttpConfig | None = None, *,
                  date_cache: DateCache | None = None) -> None:
@@ -199,7 +208,9 @@ class ServerConnection:
         self._events: deque[Event | HttpError] = deque()
         self.their_phase = _IDLE
         """Where the parser is in the client's bytes (read it; only the core sets it)."""
-        self._ours = Ours.IDLE
+        self.our_state = _OURS_IDLE
+        """Where we are in answering the request handed out last (read it; only the core
+        sets it)."""
         self._error: HttpError | None = None
         self._callback_error: HttpError | None = None
         self._request: Request | None = None
@@ -214,6 +225,9 @@ class ServerConnection:
         self._response: Response | None = None
         self.requests = 0
         """Requests whose head has been parsed on this connection."""
+        self.drained = False
+        """Set by `next_complete_request` when it hands out a request: nothing else was
+        buffered (no event, no backlog), so the next call would say `NEED_DATA`."""
         self._special = False
         self._expect_continue = False
         self._content_length: bytes | None = None
@@ -229,7 +243,7 @@ class ServerConnection:
         self._target = b""
         self._target_size = self._head_size = self._hosts = 0
         self._headers: list[tuple[bytes, bytes]] = []
-        if self._special:  # Content-Length, Transfer-Encoding or Expect was seen
+        if self._special:  # Content-Length, Transfer-Encoding, Expect or Connection seen
             self._special = self._expect_continue = False
             self._content_length = None
             self._transfer_encodings = 0
@@ -237,13 +251,9 @@ class ServerConnection:
     # -- state -------------------------------------------------------------------------
 
     @property
-    def our_state(self) -> Ours:
-        return self._ours
-
-    @property
     def must_close(self) -> bool:
         """True once the last response ended the connection: close after sending it."""
-        return self._ours is Ours.MUST_CLOSE
+        return self.our_state is _OURS_MUST_CLOSE
 
     @property
     def has_buffered_events(self) -> bool:
@@ -279,10 +289,10 @@ class ServerConnection:
 
     def _transition(self, action: str) -> None:
         try:
-            self._ours = _OUR_TRANSITIONS[(self._ours, action)]
+            self.our_state = _OUR_TRANSITIONS[(self.our_state, action)]
         except KeyError:
             raise HttpUsageError(
-                f"cannot {action!r} while our side is {self._ours.value!r}: the response "
+                f"cannot {action!r} while our side is {self.our_state.value!r}: the response "
                 f"calls are out of order") from None
 
     # -- input -------------------------------------------------------------------------
@@ -295,7 +305,8 @@ class ServerConnection:
         are asked for (see the module docstring).
         """
         parser = self._parser
-        if parser is None or self.their_phase is _ERROR or self.their_phase is _CLOSED:
+        phase = self.their_phase
+        if parser is None or phase is _ERROR or phase is _CLOSED:
             return  # after an error or EOF, bytes have nowhere to go: the shell drains them
         if self._backlog:
             if data:
@@ -310,7 +321,10 @@ class ServerConnection:
         if type(data) is not bytes:
             data = bytes(data)  # transports give bytes; a caller's buffer may change
         events = self._events
-        if len(events) + data.count(_HEAD_END) > self._depth:
+        room = self._depth - len(events)
+        # Each head ends with its own 4-byte CRLF CRLF: a read of at most 4 * room bytes
+        # cannot hold more than `room` of them, so the count is skipped (a small request).
+        if len(data) > 4 * room and data.count(_HEAD_END) > room:
             # More heads than may be parsed ahead (queued events count as heads: an
             # overestimate, on the safe side): keep the bytes, parse them as asked.
             self._backlog = data
@@ -318,7 +332,16 @@ class ServerConnection:
             if not events:
                 self._parse_backlog()
             return
-        self._feed(data)
+        # _feed's hot path, inlined: a read of whole requests parses with no other call.
+        completed_before = self._completed
+        progress_before = self._body_progress
+        try:
+            parser.feed_data(data)
+        except (httptools.HttpParserUpgrade, httptools.HttpParserError) as exc:
+            self._feed_failed(exc, data, phase, completed_before, progress_before)
+            return
+        if self.their_phase is not _IDLE:
+            self._fed(data, phase, completed_before, progress_before)
 
     def _parse_backlog(self) -> None:
         """Feed the parser the backlog up to its `pipeline_depth`-th head end."""
@@ -346,29 +369,49 @@ class ServerConnection:
 
     def _feed(self, data: bytes | bytearray | memoryview) -> None:
         """Parse `data` (callers checked that parsing may go on: after an error, EOF or
-        close() there is no backlog left to feed)."""
+        close() there is no backlog left to feed). `receive_data` inlines this."""
         parser = self._parser
         assert parser is not None
         phase_before = self.their_phase
         completed_before = self._completed
         progress_before = self._body_progress
+        try:
+            parser.feed_data(data)
+        except (httptools.HttpParserUpgrade, httptools.HttpParserError) as exc:
+            self._feed_failed(exc, data, phase_before, completed_before, progress_before)
+            return
+        if self.their_phase is not _IDLE:
+            self._fed(data, phase_before, completed_before, progress_before)
+
+    def _feed_failed(self, exc: Exception, data: bytes | bytearray | memoryview,
+                     phase_before: Phase, completed_before: int, progress_before: int) -> None:
+        """feed_data raised: an Upgrade/CONNECT head (parse on after it) or an error."""
+        parser = self._parser
+        assert parser is not None
         while True:
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserUpgrade as upgrade:
+            if isinstance(exc, httptools.HttpParserUpgrade):
                 # llhttp stops after an Upgrade/CONNECT head. We never switch protocols:
                 # the request is answered as HTTP (RFC 9110 7.8 lets a server ignore
                 # Upgrade) and the bytes after its head are parsed as the next request.
-                data = memoryview(data)[int(upgrade.args[0]):]
-                if data:
+                data = memoryview(data)[int(exc.args[0]):]
+                if not data:
+                    break
+                try:
+                    parser.feed_data(data)
+                except (httptools.HttpParserUpgrade, httptools.HttpParserError) as again:
+                    exc = again
                     continue
-            except httptools.HttpParserError as exc:
-                self._fail(self._callback_error or _map_parser_error(exc))
-                return
-            break
+                break
+            assert isinstance(exc, httptools.HttpParserError)
+            self._fail(self._callback_error or _map_parser_error(exc))
+            return
+        if self.their_phase is not _IDLE:
+            self._fed(data, phase_before, completed_before, progress_before)
+
+    def _fed(self, data: bytes | bytearray | memoryview, phase_before: Phase,
+             completed_before: int, progress_before: int) -> None:
+        """After a feed that ended inside a message: bound what makes no progress."""
         phase = self.their_phase
-        if phase is _IDLE:
-            return  # the hot path: the read ended with a message
         if phase is _BODY:
             # Bytes that made no progress in a body: a chunk extension or a trailer field
             # being received. Counted per feed (callbacks carry no offsets); a callback
@@ -434,7 +477,8 @@ class ServerConnection:
                 f"(HttpConfig.max_target_size)"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
+        length = len(name)
+        self._head_size += length + len(value) + 4
         if self._head_size + self._target_size > self._max_head:
             self._raise(HeaderFieldsTooLargeError(
                 f"the request head is larger than {self._max_head} bytes "
@@ -447,12 +491,15 @@ class ServerConnection:
         if len(headers) > self._max_headers:
             self._raise(HeaderFieldsTooLargeError(
                 f"more than {self._max_headers} header fields (HttpConfig.max_headers)"))
-        length = len(name)
-        if length in _INTERESTING_LENGTHS:  # host, expect, content-length, transfer-encoding
-            lower = name.lower()
+        if length in _INTERESTING_LENGTHS:  # host, expect, content-length, transfer-encoding,
+            lower = name.lower()  # connection, proxy-connection
             if lower == b"host":
                 self._hosts += 1
                 return
+            if length in {10, 16}:  # user-agent is 10 long too
+                if lower in {b"connection", b"proxy-connection"}:
+                    self._special = True  # keep-alive is not 1.1's default: see
+                return  # on_headers_complete
             self._special = True
             if lower == b"content-length":
                 self._content_length = value
@@ -472,15 +519,33 @@ class ServerConnection:
     def on_headers_complete(self) -> None:
         parser = self._parser
         assert parser is not None
-        version = parser.get_http_version()
-        if version not in _VERSIONS:
-            self._raise(HttpVersionNotSupportedError(
-                f"HTTP/{version} is not supported; this server speaks HTTP/1.0 and 1.1"))
-        if self._hosts != 1 and (version == "1.1" or self._hosts > 1):
-            self._raise(MissingHostError(
-                f"an HTTP/{version} request needs exactly one Host header, got {self._hosts}"))
-        expect_continue = self._special and self._check_framing(parser, version)
+        keep_alive = parser.should_keep_alive()
+        if keep_alive and not self._special:
+            # llhttp keeps alive by default only when major > 0 and minor > 0, which among
+            # the versions it accepts (0.9, 1.0, 1.1, 2.0, 3.0) is 1.1; otherwise only a
+            # Connection (or Proxy-Connection) header could have asked for it, and such a
+            # header sets `_special`. (get_http_version formats a str on every call.)
+            version = "1.1"
+            if self._hosts != 1:
+                self._raise(MissingHostError(
+                    f"an HTTP/1.1 request needs exactly one Host header, got {self._hosts}"))
+        else:
+            version = parser.get_http_version()
+            if version not in _VERSIONS:
+                self._raise(HttpVersionNotSupportedError(
+                    f"HTTP/{version} is not supported; this server speaks HTTP/1.0 and 1.1"))
+            hosts = self._hosts
+            if hosts != 1 and (version == "1.1" or hosts > 1):
+                self._raise(MissingHostError(
+                    f"an HTTP/{version} request needs exactly one Host header, got {hosts}"))
         target = self._target
+        if self._special:
+            expect_continue = self._check_framing(parser, version)
+            self._special = self._expect_continue = False
+            self._content_length = None
+            self._transfer_encodings = 0
+        else:
+            expect_continue = False
         if not target:
             self._raise(BadRequestError("empty request target"))
         self.their_phase = _BODY
@@ -489,10 +554,19 @@ class ServerConnection:
         self._body_size = 0
         self._body_seen = False
         self.requests += 1
-        self._events.append(Request(
-            parser.get_method().decode("ascii"), target, version, self._headers,
-            parser.should_keep_alive(), expect_continue=expect_continue))
-        self._reset_head()
+        raw_method = parser.get_method()
+        method = _METHOD_NAMES.get(raw_method)
+        if method is None:
+            method = _METHOD_NAMES[raw_method] = raw_method.decode("ascii")
+        request = Request(method, target, version, self._headers, keep_alive)
+        if expect_continue:
+            request.expect_continue = True  # rare: the constructor's keyword costs a dict
+        self._events.append(request)
+        # Ready for the next head (what _reset_head does; inlined on the hot path, with
+        # the Content-Length/Transfer-Encoding/Expect fields reset above).
+        self._target = b""
+        self._target_size = self._head_size = self._hosts = 0
+        self._headers = []
 
     def _check_framing(self, parser: httptools.HttpRequestParser, version: str) -> bool:
         """Body framing checks (llhttp has already refused CL with TE and duplicate CLs).
@@ -543,10 +617,10 @@ class ServerConnection:
         event = events[0]
         kind = type(event)
         if kind is Request:
-            if self._ours is not Ours.IDLE:
+            if self.our_state is not _OURS_IDLE:
                 return PAUSED
             events.popleft()
-            self._ours = Ours.RESPOND
+            self.our_state = _OURS_RESPOND
             self._request = event  # type: ignore[assignment]
             self._current_open = True
             self._continue_sent = False
@@ -560,12 +634,12 @@ class ServerConnection:
             self._current_open = False
             return END_OF_MESSAGE
         if event is CONNECTION_CLOSED:
-            if self._ours is not Ours.IDLE and self._ours is not Ours.MUST_CLOSE:
+            if self.our_state is not _OURS_IDLE and self.our_state is not _OURS_MUST_CLOSE:
                 return PAUSED
             events.popleft()
             return CONNECTION_CLOSED
         assert isinstance(event, HttpError)
-        if not self._current_open and self._ours is not Ours.IDLE:
+        if not self._current_open and self.our_state is not _OURS_IDLE:
             return PAUSED  # the error belongs to the next request: answer this one first
         events.popleft()
         self._error = event
@@ -573,26 +647,29 @@ class ServerConnection:
 
     def next_complete_request(self) -> Request | None:
         """The next request when its whole message, with no body, is buffered and may be
-        answered now (it is then handed out with its `END_OF_MESSAGE`); else None, and
-        `next_event()` tells what there is. One call instead of three on the hot path."""
+        answered now (it is then handed out with its `END_OF_MESSAGE`, and `drained` says
+        whether anything else is buffered: if not, the shell need not ask again); else
+        None, and `next_event()` tells what there is. One call instead of three on the
+        hot path."""
         events = self._events
         if len(events) < 2:
-            if not self._backlog or self._ours is not Ours.IDLE:
+            if not self._backlog or self.our_state is not _OURS_IDLE:
                 return None
             while len(events) < 2 and self._backlog:
                 self._parse_backlog()
             if len(events) < 2:
                 return None
-        if self._ours is not Ours.IDLE or events[1] is not END_OF_MESSAGE:
+        if self.our_state is not _OURS_IDLE or events[1] is not END_OF_MESSAGE:
             return None
         request = events[0]
         if type(request) is not Request:
             return None
         events.popleft()
         events.popleft()
-        self._ours = Ours.RESPOND
+        self.our_state = _OURS_RESPOND
         self._request = request
         self._current_open = self._continue_sent = self._close_after = False
+        self.drained = not events and not self._backlog
         return request
 
     # -- output ------------------------------------------------------------------------
@@ -620,7 +697,7 @@ class ServerConnection:
 
     def respond(self, response: Response, now: float) -> bytes:
         """A whole response with a bytes body, as one bytes object (the fast path)."""
-        if self._ours is not Ours.RESPOND:
+        if self.our_state is not _OURS_RESPOND:
             self._transition("done")  # raises: out of order
         body = response.body
         if type(body) is not bytes:
@@ -628,12 +705,30 @@ class ServerConnection:
                                  "/ end_response")
         request = self._request
         assert request is not None
-        end = self._connection_line(request, response)
-        self._ours = Ours.MUST_CLOSE if self._close_after else Ours.IDLE
-        head = response.encoded_head(self._server_name)
-        if body and request.method != "HEAD":
-            return b"".join((head, self._date.line(now), end, body))
-        return b"".join((head, self._date.line(now), end))
+        # _connection_line, inlined: the hot path.
+        self._response = response
+        if request.keep_alive and not response.close and not self._current_open:
+            self._close_after = False
+            self.our_state = _OURS_IDLE
+            end = _KEEP_ALIVE_END if request.http_version == "1.0" else b"\r\n"
+        else:
+            self._close_after = True
+            self.our_state = _OURS_MUST_CLOSE
+            end = _CLOSE_END
+        # DateCache.line, inlined.
+        cached = self._date._cached
+        date = cached[2] if cached[0] <= now < cached[1] else self._date.line(now)
+        if not body or request.method == "HEAD":
+            return b"".join((response.encoded_head(self._server_name), date, end))
+        # A reused response (the same object for every request) is joined once per Date
+        # line and Connection ending; its head is encoded once per server name.
+        wire = response._wire
+        server_name = self._server_name
+        if wire[1] is date and wire[2] is end and wire[0] == server_name:
+            return wire[3]
+        data = b"".join((response.encoded_head(server_name), date, end, body))
+        response._wire = (server_name, date, end, data)
+        return data
 
     def start_response(self, response: Response, now: float) -> bytes:
         """The head of a response whose body follows in `send_body` pieces."""
@@ -672,7 +767,7 @@ class ServerConnection:
 
     def end_response(self) -> bytes:
         """Ends the streamed response (the last chunk, for chunked framing)."""
-        if self._ours is Ours.SEND_BODY and self._remaining:
+        if self.our_state is _OURS_SEND_BODY and self._remaining:
             raise HttpUsageError(f"the response ended {self._remaining} bytes short of its "
                                  f"Content-Length: abort the connection instead")
         self._transition("done")
@@ -684,7 +779,7 @@ class ServerConnection:
         self._chunked = False
         self._remaining = None
         if self._close_after:
-            self._ours = Ours.MUST_CLOSE
+            self.our_state = _OURS_MUST_CLOSE
 
     def error_response(self, error: HttpError, now: float) -> bytes:
         """The response to `error` (its `status_hint`, a short text body,

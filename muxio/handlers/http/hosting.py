@@ -107,13 +107,14 @@ def config_from(args: argparse.Namespace) -> HttpServiceConfig:
                              minimal=getattr(args, "protocol", "full") == "minimal")
 
 
-def protocol_factory(scheduler: Scheduler,
-                     config: HttpServiceConfig | None = None) -> ProtocolFactory:
-    """An HttpProtocol per connection, serving the configured app."""
+def protocol_factory(scheduler: Scheduler, config: HttpServiceConfig | None = None, *,
+                     app: App | None = None) -> ProtocolFactory:
+    """An HttpProtocol per connection, serving the configured app (or `app`: a host that
+    wraps it, e.g. to answer with `Connection: close` during a graceful stop)."""
     config = config or HttpServiceConfig()
     if config.minimal:
         return MinimalHttpProtocol
     # A host may turn the "muxio" loggers up to INFO; the access log stays off unless
     # asked for, since a line per request costs more than serving it.
     access_log.setLevel(logging.INFO if config.access_log else logging.WARNING)
-    return http_protocol_factory(config.app(), scheduler, config.http)
+    return http_protocol_factory(app or config.app(), scheduler, config.http)

@@ -84,9 +84,12 @@ class Request:
                  expect_continue: bool = False) -> None:
         self.method = method
         self.target = target
-        if b"?" in target or target[:1] != b"/":
+        if target == b"/":  # the hot path: the root, a constant
+            self.path = "/"
+            self.query = ""
+        elif b"?" in target or not target.startswith(b"/"):
             path, question, query = target.partition(b"?")
-            if path[:1] != b"/":
+            if not path.startswith(b"/"):
                 path = _origin_path(path)
             self.path = path.decode("latin-1")
             self.query = query.partition(b"#")[0].decode("latin-1") if question else ""
@@ -133,7 +136,7 @@ class Response:
     server's: pass `content_length` / `close=True` instead.
     """
 
-    __slots__ = ("status", "headers", "body", "content_length", "close", "_head")
+    __slots__ = ("status", "headers", "body", "content_length", "close", "_head", "_wire")
 
     def __init__(self, status: int = 200, headers: Iterable[tuple[str, str]] = (),
                  body: Body = b"", *, content_length: int | None = None,
@@ -158,6 +161,10 @@ class Response:
         self.content_length = content_length
         self.close = close
         self._head: tuple[str, bytes] = ("", b"")
+        self._wire: tuple[str, bytes, bytes, bytes] = ("", b"", b"", b"")
+        """The core's cache of this response's last wire form: (server name, Date line,
+        end of head, bytes). A reused response (the hello endpoint) is joined once per
+        second. One tuple, replaced whole: loops in other threads may share the object."""
 
     @classmethod
     def text(cls, text: str, status: int = 200, *, headers: Iterable[tuple[str, str]] = (),

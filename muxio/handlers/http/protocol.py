@@ -47,7 +47,7 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any, cast
 
-from muxio.handlers.http.app import App
+from muxio.handlers.http.app import App, Router
 from muxio.handlers.http.config import HttpConfig
 from muxio.handlers.http.core import DateCache, Ours, Phase, ServerConnection
 from muxio.handlers.http.errors import HttpError, HttpUsageError, RequestTimeoutError
@@ -61,6 +61,11 @@ access_log = logging.getLogger("muxio.http.access")
 logger is enabled at INFO (`muxio serve http --access-log`)."""
 
 _INFO = logging.INFO
+_ACCESS_LEVELS: dict[int, bool] = getattr(access_log, "_cache", {})
+"""logging's per-logger cache of isEnabledFor answers (cleared, not replaced, when levels
+change). A cached False is final; anything else is asked of isEnabledFor."""
+_MUST_CLOSE = Ours.MUST_CLOSE
+_NO_ROUTE: dict[str, App] = {}
 _NEVER = float("inf")
 _IDLE, _HEAD, _BODY = Phase.IDLE, Phase.HEAD, Phase.BODY
 INTERNAL_ERROR = Response.text("500 Internal Server Error\n", 500, close=True)
@@ -75,7 +80,7 @@ class HttpProtocol(Protocol):
         "_stream", "_source", "_out", "_writing_paused", "_reading_paused", "_lingering",
         "_eof", "_closed", "_deadline", "_timer", "_timer_when", "_phase", "_restart",
         "_peer", "_wall_clock", "_keepalive_timeout", "_time", "_turn", "_continuation",
-        "_shutting", "_unsent")
+        "_shutting", "_unsent", "_done", "_routes")
 
     def __init__(self, app: App, scheduler: Scheduler, config: HttpConfig | None = None,
                  *, date_cache: DateCache | None = None) -> None:
@@ -106,6 +111,11 @@ class HttpProtocol(Protocol):
         self._turn = config.responses_per_turn
         self._continuation: Cancellable | None = None
         self._shutting = False  # we closed the transport; its buffer is draining
+        self._done = False
+        """_lingering or _closed or _shutting, in one flag for the hot path."""
+        self._routes: dict[str, dict[str, App]] = (
+            app.exact_handlers if isinstance(app, Router) else {})
+        """The app's exact routes, looked up here (see Router.exact_handlers)."""
         self._unsent = 0  # the transport's buffer when the send timeout was last armed
 
     # -- transport callbacks -------------------------------------------------------------
@@ -116,16 +126,29 @@ class HttpProtocol(Protocol):
         self._set_deadline(self._scheduler.time() + self._config.header_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering or self._closed or self._shutting:
-            return  # draining after an error response
-        self._conn.receive_data(data)
+        if self._done:
+            return  # draining after an error response, or closing
+        conn = self._conn
+        conn.receive_data(data)
         if self._continuation is None:  # else the scheduled turn takes it
             self._process()
-        self._rearm()
+        if (self._restart and not self._done and self._stream is None
+                and not self._writing_paused and conn.their_phase is _IDLE):
+            # _rearm's hot case, inlined: a response went out and the client is between
+            # requests. The keep-alive deadline only moves later, so the timer is left
+            # alone (it re-arms itself when it fires early).
+            deadline = self._time() + self._keepalive_timeout
+            self._deadline = deadline
+            if deadline < self._timer_when:
+                self._set_deadline(deadline)
+            self._phase = _IDLE
+            self._restart = False
+        else:
+            self._rearm()
 
     def eof_received(self) -> bool:
         self._eof = True
-        if self._lingering or self._closed or self._shutting:
+        if self._done:
             return False
         self._conn.receive_data(b"")
         if self._continuation is None:
@@ -153,7 +176,7 @@ class HttpProtocol(Protocol):
         self._rearm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
+        self._closed = self._done = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -175,6 +198,7 @@ class HttpProtocol(Protocol):
         assert transport is not None
         out = self._out
         budget = self._turn
+        drained = False  # nothing is buffered in the core: no pause check needed
         while self._stream is None and not self._writing_paused:
             if not budget:
                 self._continue_later()
@@ -183,8 +207,29 @@ class HttpProtocol(Protocol):
             request = conn.next_complete_request()
             if request is not None:
                 budget -= 1
-                if self._answer(request, transport):
+                # _answer, inlined for a bodiless request and a bytes response.
+                self._request = request
+                request.peer = self._peer
+                handler = self._routes.get(request.path, _NO_ROUTE).get(request.method)
+                try:
+                    response = (self._app if handler is None else handler)(request)
+                except Exception:
+                    response = self._app_failed(request)
+                if type(response.body) is not bytes:
+                    self._start_stream(request, response)
+                    if self._closed or transport.is_closing():
+                        return
+                    continue
+                out.append(conn.respond(response, self._wall_clock()))
+                if _ACCESS_LEVELS.get(_INFO, True) and access_log.isEnabledFor(_INFO):
+                    self._log_access(request, response.status, len(response.body))
+                self._restart = True
+                if conn.our_state is _MUST_CLOSE:
+                    self._close()
                     return
+                if conn.drained:  # what the next call would say: NEED_DATA
+                    drained = True
+                    break
                 continue
             try:
                 event = conn.next_event()
@@ -214,7 +259,11 @@ class HttpProtocol(Protocol):
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-        if conn.has_buffered_events:
+        if drained:
+            if self._reading_paused:
+                self._reading_paused = False
+                transport.resume_reading()
+        elif conn.has_buffered_events:
             if not self._reading_paused:
                 self._reading_paused = True
                 transport.pause_reading()
@@ -249,21 +298,25 @@ class HttpProtocol(Protocol):
         try:
             response = self._app(request)
         except Exception:
-            log.exception("the application failed on %s %s from %s", request.method,
-                          request.target.decode("latin-1"), self._peer)
-            response = INTERNAL_ERROR
+            response = self._app_failed(request)
         conn = self._conn
         if type(response.body) is bytes:  # one bytes response: joined with its batch
             self._out.append(conn.respond(response, self._wall_clock()))
-            if access_log.isEnabledFor(_INFO):
+            # Off (the default): one dict hit in logging's own level cache, no call.
+            if _ACCESS_LEVELS.get(_INFO, True) and access_log.isEnabledFor(_INFO):
                 self._log_access(request, response.status, len(response.body))
             self._restart = True
-            if conn.must_close:
+            if conn.our_state is _MUST_CLOSE:
                 self._close()
                 return True
             return False
         self._start_stream(request, response)
         return self._closed or transport.is_closing()
+
+    def _app_failed(self, request: Request) -> Response:
+        log.exception("the application failed on %s %s from %s", request.method,
+                      request.target.decode("latin-1"), self._peer)
+        return INTERNAL_ERROR
 
     def _start_stream(self, request: Request, response: Response) -> None:
         conn = self._conn
@@ -354,7 +407,7 @@ class HttpProtocol(Protocol):
         transport = self.transport
         assert transport is not None
         self._flush()
-        self._shutting = True
+        self._shutting = self._done = True
         transport.close()
         if not self._closed:  # the buffer must drain first
             self._unsent = transport.get_write_buffer_size()
@@ -378,7 +431,7 @@ class HttpProtocol(Protocol):
         """Half-close after an error response; drain the client until it closes."""
         transport = self.transport
         assert transport is not None
-        self._lingering = True
+        self._lingering = self._done = True
         # Whichever way it ends, the connection is dropped at the linger timeout: a
         # client that never reads the error response cannot hold it either.
         self._deadline = _NEVER
@@ -401,7 +454,7 @@ class HttpProtocol(Protocol):
 
     def _rearm(self) -> None:
         """Move the deadline to fit where the client is (see the module docstring)."""
-        if self._closed or self._lingering or self._shutting:
+        if self._done:
             return
         if self._stream is not None or self._writing_paused:
             # The client is the slow side: the send timeout armed by pause_writing runs.

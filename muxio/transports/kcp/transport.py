@@ -857,16 +857,24 @@ def _udp_socket(family: int, rcvbuf: int) -> socket.socket:
 def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
           *, loop: Loop, profile: KcpProfile = FAST, idle_timeout: float | None = 120.0,
           max_sessions: int = 10000, max_sessions_per_address: int = 256,
-          rcvbuf: int = 4 * 1024 * 1024, udp_offload: bool = True) -> KcpServer:
+          rcvbuf: int = 4 * 1024 * 1024, udp_offload: bool = True,
+          reuse_port: bool = False) -> KcpServer:
     """Accept KCP sessions on UDP `host:port` ('localhost' = 127.0.0.1 and ::1).
 
     At most `max_sessions` per socket and `max_sessions_per_address` per source IP; when
     either is reached, the oldest session that never proved a live peer is evicted for a
-    newcomer, else the newcomer is refused (see admission.py)."""
+    newcomer, else the newcomer is refused (see admission.py).
+
+    `reuse_port` sets SO_REUSEPORT, so that several processes serve one port: the kernel
+    picks a socket by a hash of the datagram's 4-tuple, so every datagram of one peer
+    address reaches the same process (and its session) while the set of sockets does not
+    change."""
     endpoints: list[KcpEndpoint] = []
     try:
         for family, address in listen_addresses(host, port, socket.SOCK_DGRAM):
             sock = _udp_socket(family, rcvbuf)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
