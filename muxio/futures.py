@@ -1,15 +1,29 @@
 """A small, typed Future: a result that arrives later, with done-callbacks.
 
 Loop-agnostic (callbacks are scheduled through any object with `call_soon`), so the
-resolver and other clients can hand results to callers without depending on asyncio.
-`Loop.run_until_complete(future)` runs the loop until it is done. Futures are also
-awaitable from asyncio code via `asyncio.wrap_future`-like glue in the adapters.
+resolver, `tcp.connect` and other clients hand results to callers without depending
+on asyncio. `Loop.run_until_complete(future)` runs a muxio loop until it is done.
+
+Awaitable from asyncio code (decided for issue 15: muxio keeps its own Future, rather
+than asyncio's, so the floors below muxio.aio stay free of asyncio; `await` bridges the
+two). `await future` inside a coroutine running on any asyncio loop (asyncio's own,
+uvloop, muxio.aio) waits on an asyncio future of the running loop that this future
+completes. Two things make that work:
+- this future's callbacks run on its scheduler, so that scheduler must be running: on
+  muxio.aio it is (`EventLoop.muxio_loop` is driven by the asyncio loop; pass it to muxio
+  APIs), and a muxio Loop running in another thread works too (the completion is handed
+  over with `call_soon_threadsafe`);
+- cancelling the awaiting task cancels this future, and awaiting a future that was
+  cancelled raises `asyncio.CancelledError`, as awaiting an asyncio future does.
+`asyncio.wrap_future` does not accept it (that is for concurrent.futures); use `await`
+or `asyncio.ensure_future(future)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+import threading
+from collections.abc import Callable, Generator
+from typing import Any, Generic, Protocol, TypeVar
 
 from muxio.errors import MuxioError
 
@@ -94,6 +108,34 @@ class Future(Generic[T]):
         else:
             self._callbacks.append(callback)
 
+    def __await__(self) -> Generator[Any, None, T]:
+        """`await future` from asyncio code (see the module docstring)."""
+        if not self.done():
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            awaiting_thread = threading.get_ident()
+
+            def wake(_: Future[T]) -> None:
+                if threading.get_ident() == awaiting_thread:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                else:
+                    loop.call_soon_threadsafe(_wake_unless_done, waiter)
+
+            self.add_done_callback(wake)
+            try:
+                yield from waiter
+            except asyncio.CancelledError:
+                self.cancel()
+                raise
+        if self._state == "cancelled":
+            import asyncio
+
+            raise asyncio.CancelledError("the muxio future was cancelled")
+        return self.result()
+
     def _finish(self, state: str) -> None:
         if self._state != "pending":
             raise InvalidStateError(f"the future is already {self._state}")
@@ -106,3 +148,8 @@ class Future(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<Future {self._state}>"
+
+
+def _wake_unless_done(waiter: Any) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

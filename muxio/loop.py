@@ -596,6 +596,15 @@ class Loop:
         finally:
             self._stop_running()
 
+    def flush(self) -> None:
+        """Run the `call_before_poll` callbacks now: transports send what they queued.
+
+        For a host that runs callbacks of its own between `run_once` calls (muxio.aio
+        runs asyncio's ready callbacks there): their writes leave before it stops, as
+        they would have before the next poll."""
+        if self._before_poll:
+            self._run_before_poll()
+
     def stop(self) -> None:
         """Stop `run_forever` (or `run_until`) after the current iteration; if none is
         running, the next one stops after its first iteration. Safe from any thread."""

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).parents[1] / "muxio"
 FLOORS = {
     "errors": 0, "futures": 0, "protocols": 0,
     "config": 0,  # given the backend registry to validate names against, imports none
-    "pollers": 1, "loop": 2, "transports": 3, "handlers": 4,
+    "pollers": 1, "loop": 2, "transports": 3, "handlers": 4, "aio": 4,
     "api": 4,  # the top-level API: serve/connect over the transport registry
     "testing": 5, "cli": 5, "bench": 5, "__main__": 5,
     "__init__": 5,  # re-exports the API (lazily: `import muxio.protocols` stays cheap)
@@ -70,6 +70,19 @@ def test_pollers_know_nothing_above_them() -> None:
     for path in (PACKAGE / "pollers").rglob("*.py"):
         for name in imports_of(path):
             assert floor_of(name) <= 1, f"{path.name} imports {name}"
+
+
+def test_aio_sits_beside_handlers() -> None:
+    """muxio.aio (floor 4) uses the loop and the transports; it and the handlers never
+    import each other, and nothing below floor 4 imports it (the floor rule above)."""
+    offenders = []
+    for path in (PACKAGE / "aio").rglob("*.py"):
+        offenders += [f"{path.name} imports {name}" for name in imports_of(path)
+                      if name.startswith("muxio.handlers")]
+    for path in (PACKAGE / "handlers").rglob("*.py"):
+        offenders += [f"{path.name} imports {name}" for name in imports_of(path)
+                      if name.startswith("muxio.aio")]
+    assert not offenders, "\n".join(offenders)
 
 
 def test_the_runtime_never_imports_the_test_helpers() -> None:

@@ -68,6 +68,12 @@ class Workload:
     description: str
     load: Callable[[int, float, set[int] | None], int]
     service_args: tuple[str, ...] = ()
+    targets: Callable[[Sequence[str], Sequence[str]], list[Target]] | None = None
+    """Builds the targets from (muxio backends, peers) for workloads that are not a
+    muxio service hosted on peer loops (the asyncio-app family: muxio.aio per backend).
+    None: muxio's own server per backend, the same handler on each peer."""
+    peers: tuple[str, ...] | None = None
+    """The peers this workload can run on (None: every peer the CLI knows)."""
 
 
 @dataclass
@@ -133,6 +139,17 @@ def handler_cost(results: Sequence[TargetResult], result: TargetResult) -> float
             return (result.median("server_cpu_us_per_op")
                     - other.median("server_cpu_us_per_op"))
     return None
+
+
+def aio_target(loop: str, app: str, backend: str | None = None) -> Target:
+    """An asyncio application (muxio/bench/aio_servers.py) on asyncio, uvloop, or
+    muxio.aio on `backend`: the same app code, only the event loop differs."""
+    argv = [sys.executable, "-m", "muxio.bench.aio_servers", "--app", app, "--loop", loop,
+            "--host", "127.0.0.1"]
+    if backend is not None:
+        argv += ["--backend", backend]
+    name = f"muxio.aio/{backend}" if loop == "muxio" else loop
+    return Target(name, tuple(argv), "muxio" if loop == "muxio" else "peer")
 
 
 def cpu_sets() -> tuple[set[int] | None, set[int] | None]:

@@ -8,9 +8,9 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from muxio.bench.runner import BenchError, Workload, pin
+from muxio.bench.runner import BenchError, Target, Workload, aio_target, pin
 
 
 def _run_loader(argv: list[str], cpus: set[int] | None, timeout: float) -> str:
@@ -77,6 +77,17 @@ def chat_load(pairs: int = 10, window: int = 32) -> Callable[
     return load
 
 
+def aio_targets(app: str) -> Callable[[Sequence[str], Sequence[str]], list[Target]]:
+    """asyncio and uvloop (as peers), then muxio.aio on each backend, hosting `app`."""
+    def build(backends: Sequence[str], peers: Sequence[str]) -> list[Target]:
+        return ([aio_target(peer, app) for peer in peers]
+                + [aio_target("muxio", app, backend) for backend in backends])
+    return build
+
+
+AIO_PEERS = ("asyncio", "uvloop")
+"""Loops an asyncio application runs on besides muxio.aio."""
+
 WORKLOADS: dict[str, Workload] = {
     "echo": Workload("echo", "echo", "msg",
                      "ping-pong of 100-byte messages over 50 connections", echo_load()),
@@ -89,6 +100,15 @@ WORKLOADS: dict[str, Workload] = {
     "chat": Workload("chat", "chat", "msg",
                      "10 sender/receiver pairs forwarding 100-byte messages, 32 in flight "
                      "per sender", chat_load()),
+    "aio-echo": Workload("aio-echo", "echo", "msg",
+                         "asyncio-streams echo server (start_server, read/write/drain): "
+                         "ping-pong of 100-byte messages over 50 connections, on asyncio, "
+                         "uvloop and muxio.aio", echo_load(), targets=aio_targets("echo"),
+                         peers=AIO_PEERS),
+    "aio-http": Workload("aio-http", "aiohttp", "req",
+                         "aiohttp 'Hello, World!' app under wrk -t1 -c50, on asyncio, uvloop "
+                         "and muxio.aio", wrk_load(), targets=aio_targets("aiohttp"),
+                         peers=AIO_PEERS),
 }
 
 

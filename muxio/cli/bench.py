@@ -3,6 +3,8 @@
     muxio bench echo --rounds 5 --duration 3 --json bench.json --plot bench.png
     muxio bench http --tls              # HTTPS keep-alive: muxio's TLS layer vs asyncio/uvloop's
     muxio bench http-close --tls        # a full TLS handshake per request
+    muxio bench aio-http --backends epoll,epoll-et   # an aiohttp app on asyncio, uvloop and
+                                                     # muxio.aio per backend (aio-echo: streams)
     muxio bench models --out bench-models     # threads vs event loops, 50..10 000 conns
     muxio bench http --protocol minimal # + each host with a bare httptools protocol:
                                         #   the handler's own µs per request, per host
@@ -64,7 +66,9 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--peers", default=None,
                        help="peer loops hosting the same handler (default: asyncio, uvloop, "
                             "twisted; with --tls: asyncio, uvloop; for models: asyncio, "
-                            "uvloop, threads; dns: nsd, twisted; scale: asyncio, uvloop)")
+                            "uvloop, threads; dns: nsd, twisted; scale: asyncio, uvloop; "
+                            "the aio-* workloads run asyncio apps on asyncio, uvloop and "
+                            "muxio.aio)")
     bench.add_argument("--tls", action="store_true",
                        help=f"over TLS ({', '.join(TLS_WORKLOADS)}): muxio's TLS layer "
                             f"against the peers' own TLS, with a throwaway certificate")
@@ -116,24 +120,31 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, workload: Workload, known_peers: tuple[str, ...],
          dns_bench: DnsBench | None = None) -> int:
     backends = backend_names(args)
-    peers = peer_names(args, known_peers)
+    peers = peer_names(args, workload.peers or known_peers)
     workers = counts(args.workers or "1", "--workers")
     if workload.service == "chat" and max(workers) > 1:
         raise ConfigError("--workers > 1 for chat needs a Redis bus (--bus), which muxio "
                           "bench does not start; give --workers 1")
+    if workload.targets is not None and max(workers) > 1:
+        raise ConfigError(f"--workers is for muxio's own servers; {workload.name} runs an "
+                          f"asyncio app on one loop: give --workers 1")
     refuse_what_would_fail_late(args, peers)
     if args.protocol == "minimal" and args.workload not in MINIMAL_WORKLOADS:
         raise ConfigError(f"--protocol minimal is for the workloads "
                           f"{', '.join(MINIMAL_WORKLOADS)}, not {args.workload}")
     variants = (False, True) if args.protocol == "minimal" else (False,)
-    peer_targets: list[Target] = (
-        [dns_bench.peer(peer) for peer in peers] if dns_bench is not None else
-        [peer_target(peer, workload.service, workload.service_args, baseline=baseline)
-         for peer in peers for baseline in variants])
-    targets = peer_targets + [
-        muxio_target(backend, workload.service, workload.service_args, baseline=baseline,
-                     workers=count)
-        for backend in backends for count in workers for baseline in variants]
+    targets: list[Target]
+    if workload.targets is not None:  # e.g. asyncio apps: muxio.aio per backend
+        targets = workload.targets(backends, peers)
+    else:
+        peer_targets: list[Target] = (
+            [dns_bench.peer(peer) for peer in peers] if dns_bench is not None else
+            [peer_target(peer, workload.service, workload.service_args, baseline=baseline)
+             for peer in peers for baseline in variants])
+        targets = peer_targets + [
+            muxio_target(backend, workload.service, workload.service_args,
+                         baseline=baseline, workers=count)
+            for backend in backends for count in workers for baseline in variants]
     names = [target.name for target in targets]
     if args.reference is None:
         default_reference = "nsd" if dns_bench is not None else "asyncio"
@@ -200,13 +211,15 @@ def render_table(unit: str, results: list[TargetResult], reference: str) -> Tabl
     ref_rate = ref.median("ops_per_second")
     ref_cpu = ref.median("server_cpu_us_per_op")
     with_baselines = any(result.baseline for result in results)
+    uvloop = next((result for result in results
+                   if result.target == "uvloop" and reference != "uvloop"), None)
     title = f"medians; ratios are to {reference} measured in the same run"
     if with_baselines:
         title += (f"; handler = server CPU µs/{unit} over the same host's (minimal) "
                   f"column")
     table = Table(title=title)
-    columns = ["target", f"{unit}/s", f"x {reference}", f"server CPU µs/{unit}", "user",
-               "system", f"CPU x {reference}"]
+    columns = ["target", f"{unit}/s", f"x {reference}", *(["x uvloop"] if uvloop else []),
+               f"server CPU µs/{unit}", "user", "system", f"CPU x {reference}"]
     if with_baselines:
         columns.append(f"handler µs/{unit}")
     columns.append(f"{unit}/s min-max")
@@ -217,7 +230,9 @@ def render_table(unit: str, results: list[TargetResult], reference: str) -> Tabl
         rate = result.median("ops_per_second")
         cpu = result.median("server_cpu_us_per_op")
         low, high = result.spread("ops_per_second")
-        row = [result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", f"{cpu:.1f}",
+        versus_uvloop = [f"{rate / uvloop.median('ops_per_second'):.2f}"] if uvloop else []
+        row = [result.target, f"{rate:,.0f}", f"{rate / ref_rate:.2f}", *versus_uvloop,
+               f"{cpu:.1f}",
                f"{result.median('server_user_us_per_op'):.1f}",
                f"{result.median('server_system_us_per_op'):.1f}", f"{cpu / ref_cpu:.2f}"]
         if with_baselines:

@@ -28,7 +28,8 @@ def peer_names(args: argparse.Namespace, known_peers: tuple[str, ...]) -> list[s
     unknown = [peer for peer in peers if peer not in known_peers]
     if unknown:
         context = " with --tls" if args.tls else (
-            f" for {args.workload}" if args.workload in ("dns", "scale") else "")
+            f" for {args.workload}" if args.workload in ("dns", "scale")
+            or args.workload.startswith("aio-") else "")
         raise ConfigError(f"--peers {unknown} unknown{context}; choose from "
                           f"{', '.join(known_peers)}")
     return peers

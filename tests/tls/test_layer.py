@@ -375,3 +375,31 @@ def test_a_synchronous_inner_transport_makes_each_handler_once(loop: Loop, pki: 
     client_tls.write(b"ping")
     assert server.received == b"ping"
     assert client_tls.get_extra_info("transport") == "tls+sync"
+
+
+def test_close_while_paused_still_reads_the_peers_close_notify(loop: Loop, pki: Pki) -> None:
+    """A handler that paused reading and then closes: the layer reads again for the peer's
+    close_notify, so the close ends when the peer answers, not at the close timeout."""
+    pair = tls_memory_pair(loop, pki.client_context(), pki.server_context(),
+                           close_timeout=30.0)
+    pair.run_until(lambda: bool(pair.client.events) and bool(pair.servers))
+    pair.client_tls.pause_reading()
+    started = loop.time()
+    pair.client_tls.close()
+    pair.run_until(lambda: pair.client.lost and pair.server.lost)
+    assert loop.time() - started < 30.0  # the fake clock: no timeout was waited for
+    assert pair.client.lost_with == [None] and pair.server.lost_with == [None]
+
+
+def test_a_truncated_session_is_closed_without_close_notify(
+        loop: Loop, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """The peer's EOF without close_notify, and a handler that closes then: no close_notify
+    goes back (asyncio sends none either), the inner transport is just closed."""
+    caplog.set_level(logging.DEBUG, logger="muxio.tls")
+    pair = tls_memory_pair(loop, pki.client_context(), pki.server_context())
+    pair.run_until(lambda: bool(pair.client.events) and bool(pair.servers))
+    pair.client_link.write_eof()  # beneath TLS: no close_notify
+    pair.run_until(lambda: pair.client.lost and pair.server.lost)
+    truncated = [record for record in caplog.records
+                 if "closed the connection without close_notify" in record.getMessage()]
+    assert len(truncated) == 2  # the server saw the client's truncation, and vice versa

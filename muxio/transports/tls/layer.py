@@ -34,7 +34,8 @@ empty instead of asking OpenSSL once more and catching SSLWantReadError: an exce
 read costs more than the record. The peer's close_notify, or the inner transport's EOF
 without one (a truncation, which many HTTP clients do), is the handler's `eof_received`;
 if it returns a true value we may go on writing (the peer closed its side only), else the
-layer closes.
+layer closes (after a truncation without sending close_notify, as asyncio does: the peer
+has left the TLS session).
 
 Writing. `write` encrypts at once (`SSLObject.write` on a memory BIO takes everything)
 and writes the records to the inner transport, which sends or buffers them. So the bytes
@@ -47,13 +48,15 @@ refused a write never has to wait for a handshake.
 
 Closing. `close()` stops delivering data, sends close_notify after the data already
 written, and waits for the peer's close_notify (or its EOF), at most `close_timeout`
-seconds; then the inner transport is closed (or aborted on timeout). Waiting matters:
-closing a TCP socket with unread bytes from the peer makes the kernel send a reset, which
-can destroy our last response before the peer reads it. `abort()` closes the inner
-transport at once, without close_notify. `write_eof()` raises TlsHalfCloseError: the
-handler cannot close only its write side over TLS here (`can_write_eof()` is False, and
-muxio's handlers check it). The handler's `connection_lost` comes when the inner
-transport is lost, exactly once, after its last `data_received`.
+seconds; then the inner transport is closed (or aborted on timeout). A handler that
+paused reading and closes still hears the peer's answer (close resumes the inner reading).
+Waiting matters: closing a TCP socket with unread bytes from the peer makes the kernel
+send a reset, which can destroy our last response before the peer reads it. `abort()`
+closes the inner transport at once, without close_notify. `write_eof()` raises
+TlsHalfCloseError: the handler cannot close only its write side over TLS here
+(`can_write_eof()` is False, and muxio's handlers check it). The handler's
+`connection_lost` comes when the inner transport is lost, exactly once, after its last
+`data_received`.
 
 Renegotiation is refused (`OP_NO_RENEGOTIATION` is set on the context); TLS 1.3 has none.
 """
@@ -134,7 +137,7 @@ class TlsTransport(TransportLifecycle, Protocol):
         "_sslobj", "_inner", "_phase", "_reading", "_inner_eof", "_eof_delivered",
         "_peer_closed", "_app_made", "_handshake_timeout", "_close_timeout",
         "_timer", "_on_handshake", "_on_lost", "_handshake_error", "_write_after_close",
-        "_error", "_closed_locally", "_read", "_write")
+        "_error", "_closed_locally", "_read", "_write", "_truncated")
 
     _protocol: Protocol
 
@@ -179,6 +182,7 @@ class TlsTransport(TransportLifecycle, Protocol):
         self._app_made = False
         self._error: Exception | None = None  # a fatal TLS error: no close_notify any more
         self._closed_locally = False  # close()/abort() before the handshake finished
+        self._truncated = False  # the peer's EOF came without close_notify and we close
         self._handshake_timeout = handshake_timeout
         self._close_timeout = close_timeout
         self._timer: Cancellable | None = None
@@ -390,6 +394,9 @@ class TlsTransport(TransportLifecycle, Protocol):
             self._protocol_failed(exc, "eof_received")
             return
         if not keep_open:
+            # A peer that ended without close_notify gets none either, as from asyncio:
+            # OpenSSL counts its EOF as an error, and the peer reads no TLS any more.
+            self._truncated = not self._peer_closed
             self.close()
 
     # == the handler's transport =========================================================
@@ -478,13 +485,18 @@ class TlsTransport(TransportLifecycle, Protocol):
             return
         self._phase = CLOSING
         self._reading = False
+        inner = self._inner
+        if inner is not None and not self._inner_eof and not inner.is_reading():
+            # The handler paused reading: the peer's close_notify must still reach us,
+            # or the close would wait for its timeout.
+            inner.resume_reading()
         self._timer = self._scheduler.call_later(self._close_timeout, self._close_timed_out)
         self._continue_shutdown()
 
     def _continue_shutdown(self) -> None:
         """Send close_notify (once) and wait for the peer's; its data is dropped."""
         sslobj = self._sslobj
-        if self._error is not None:
+        if self._error is not None or self._truncated:
             self._finish_close()
             return
         if not self._peer_closed and self._incoming.pending:
