@@ -43,6 +43,16 @@ def test_echo_server_on_each_backend(backend: str) -> None:
     assert status == 0, err
 
 
+def test_async_echo_on_each_backend(backend: str) -> None:
+    with started([example("async_echo.py"), "--backend", backend, "--port", "0"]) as echo:
+        assert f"with {backend}" in echo.first_line
+        with socket.create_connection(("localhost", echo.port), timeout=DEADLINE) as client:
+            client.sendall(b"hello async\n")
+            assert client.recv(64) == b"hello async\n"
+        status, _, err = echo.interrupt()
+    assert status == 0, err
+
+
 def test_kv_store_one_protocol_over_tcp_and_kcp() -> None:
     with started([example("kv_store.py"), "--port", "0", "serve"]) as kv:
         ports = dict(re.findall(r"(tcp|kcp) on 127\.0\.0\.1:(\d+)", kv.first_line))
