@@ -65,7 +65,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's muxio
 
-from muxio.bench.runner import cpu_sets, free_port, pin, process_cpu_seconds
+from muxio.bench.runner import cpu_sets, free_port, pin, process_cpu_seconds, terminate
 from muxio.handlers.chat import (
     Frame,
     FrameDecoder,
@@ -148,13 +148,7 @@ class Server:
     def stop(self) -> float:
         """SIGTERM, then wait; the seconds it took to exit."""
         started = time.perf_counter()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout=60)
         took = time.perf_counter() - started
         if self.process.stdout is not None:
             self.process.stdout.close()

@@ -75,7 +75,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from muxio.bench.runner import cpu_sets, pin, process_cpu_seconds
+from muxio.bench.runner import cpu_sets, descendants, pin, process_cpu_seconds
 from muxio.testing.matrix import matrix_backends
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,27 +171,6 @@ def free_port() -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagram:
             datagram.bind(("127.0.0.1", port))
         return port
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (nsd forks its server processes)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    found: list[int] = []
-    pending = list(children.get(pid, []))
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        pending.extend(children.get(current, []))
-    return found
 
 
 def tree_cpu_seconds(pid: int) -> float:

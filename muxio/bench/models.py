@@ -53,7 +53,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from muxio.bench.runner import BenchError, cpu_sets, free_port, pin, process_cpu_seconds
+from muxio.bench.runner import (
+    BenchError,
+    cpu_sets,
+    free_port,
+    pin,
+    process_cpu_seconds,
+    terminate,
+)
 
 MODEL_WORKLOADS = ("echo", "http")
 DEFAULT_COUNTS = (50, 500, 5000, 10000)
@@ -289,13 +296,7 @@ class Server:
         return self._stderr.read()[-1500:].strip()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout=STOP_TIMEOUT)
         if self.process.stdout is not None:
             self.process.stdout.close()
         if not self._stderr.closed:

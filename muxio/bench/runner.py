@@ -177,6 +177,17 @@ def process_cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
+def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it is still running after `timeout`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below `pid` (a supervisor's workers, nsd's forks)."""
     children: dict[int, list[int]] = {}
@@ -285,13 +296,7 @@ class ServerProcess:
         return tree_rss_bytes(self.process.pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout=20)
         if self.process.stdout is not None:
             self.process.stdout.close()
         if not self._stderr.closed:

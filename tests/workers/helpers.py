@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+
+from muxio.bench.runner import terminate
 
 START_DEADLINE = 120.0
 """Seconds for N interpreters to start on a loaded 2-core host (a deadline, not a wait)."""
@@ -92,13 +93,7 @@ class Supervised:
         self.close()
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout=60)
         if self.process.stdout is not None:
             self.process.stdout.close()
         if not self._stderr.closed:
