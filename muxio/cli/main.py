@@ -20,14 +20,18 @@ from muxio.errors import MuxioError
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE, what a shell reports for a program killed by a closed pipe."""
 
-SUBCOMMAND_MODULES = (
-    "muxio.cli.backends",
-    "muxio.cli.serve",
-    "muxio.cli.chat",
-    "muxio.cli.resolve",
-    "muxio.cli.bench",
-    "muxio.cli.connect",
-)
+SUBCOMMAND_MODULES = {
+    "backends": "muxio.cli.backends",
+    "config": "muxio.cli.backends",
+    "serve": "muxio.cli.serve",
+    "chat": "muxio.cli.chat",
+    "resolve": "muxio.cli.resolve",
+    "bench": "muxio.cli.bench",
+    "connect": "muxio.cli.connect",
+}
+"""Each command and the module that registers it. A command line that names one imports
+only its module: importing all of them (the DNS answer compiler, rich, the bench runners)
+costs more than half a second before a server can start or Ctrl-C can be quiet."""
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -38,14 +42,19 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"muxio: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `muxio` parser; given the command line, with only the command it names (every
+    command when it names none, e.g. `muxio --help`)."""
     parser = OneLineErrorParser(
         prog="muxio", description="Run protocol handlers on any poller and transport.")
     parser.add_argument("--version", action="version", version=f"muxio {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-v info, -vv debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMAND_MODULES:
+    named = _named_command(argv)
+    modules = ([SUBCOMMAND_MODULES[named]] if named is not None
+               else list(dict.fromkeys(SUBCOMMAND_MODULES.values())))
+    for module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -54,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(subparsers)
     return parser
+
+
+def _named_command(argv: Sequence[str] | None) -> str | None:
+    """The command a command line names: its first word that is not a global option (those
+    take no value), if it is a known command."""
+    for word in argv or ():
+        if not word.startswith("-"):
+            return word if word in SUBCOMMAND_MODULES else None
+    return None
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     func = getattr(args, "func", None)

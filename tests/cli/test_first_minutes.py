@@ -162,3 +162,22 @@ def test_ctrl_c_before_the_greeting_quits_at_once() -> None:
             out, err = process.communicate(timeout=DEADLINE)
     assert process.returncode == 128 + signal.SIGINT, err
     assert "saying goodbye" not in out
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    # `muxio backends` must not pay for the bench runners or the DNS compiler; `muxio` alone
+    # (and --help) still lists every command.
+    probe = ("import sys; from muxio.cli.main import main; code = main(['backends', '--json']);"
+             " print(sorted(m for m in sys.modules if m.startswith('muxio.cli.')"
+             " and m.count('.') == 2), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=False,
+                            timeout=DEADLINE, env=repo_env(), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    loaded = result.stderr.strip()
+    assert "'muxio.cli.backends'" in loaded
+    for other in ("bench", "serve", "chat", "resolve", "connect"):
+        assert f"'muxio.cli.{other}'" not in loaded, loaded
+    listing = run(["-m", "muxio", "--help"])
+    for command in ("backends", "config", "serve", "chat", "resolve", "bench", "connect"):
+        assert command in listing.stdout, listing.stdout
