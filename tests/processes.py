@@ -8,7 +8,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,6 +71,18 @@ def started(argv: Sequence[str], *, ready: str = "serving", cwd: Path = REPO,
         yield Started(process, line)
     finally:
         stop(process)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE,
+               interval: float = 0.02) -> None:
+    """Check another process's state (its log, /proc, its sockets) until `condition` holds;
+    fail naming `what` after `timeout` s. Re-checking is the only way here: nothing tells
+    this process when another one changed, so it looks again every `interval` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still not so after {timeout:g} s")
+        time.sleep(interval)
 
 
 def stop(process: subprocess.Popen[str]) -> None:

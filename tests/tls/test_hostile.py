@@ -19,6 +19,7 @@ from muxio.protocols import Protocol
 from muxio.testing import FakeClock
 from muxio.transports import tls
 from tests.http.harness import serve_process
+from tests.processes import wait_until
 from tests.tls.harness import DEADLINE, Pki
 from tests.tls.test_layer import client_hello
 
@@ -168,9 +169,8 @@ def test_no_fd_or_memory_growth_over_many_handshakes(pki: Pki) -> None:
         fds, rss = _fd_count(process.pid), _rss(process.pid)
         for _ in range(HANDSHAKES):
             _https_get(context, port, 1)
-        deadline = time.monotonic() + DEADLINE
-        while _fd_count(process.pid) > fds:  # the server may still be closing the last one
-            assert time.monotonic() < deadline, f"{_fd_count(process.pid)} fds, was {fds}"
-            time.sleep(0.05)
+        # the server may still be closing the last connection
+        wait_until(lambda: _fd_count(process.pid) <= fds,
+                   f"the server's fds back to {fds} (now {_fd_count(process.pid)})", DEADLINE)
         growth = _rss(process.pid) - rss
     assert growth < RSS_GROWTH_LIMIT, f"RSS grew by {growth} bytes over {HANDSHAKES} handshakes"

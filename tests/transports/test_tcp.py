@@ -9,8 +9,7 @@ import resource
 import socket
 import struct
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -20,19 +19,16 @@ from muxio.loop import Loop
 from muxio.protocols import Protocol, Transport
 from muxio.testing.server import LoopThread
 from muxio.transports import tcp
+from tests.processes import wait_until
 from tests.tools import require_tool
 
 DEADLINE = 30.0
 
 
-def wait_for(condition: object, timeout: float = DEADLINE, what: str = "condition") -> None:
-    """Poll a cheap condition until true; fail with `what` at the deadline."""
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)  # polling interval of a deadline-bounded wait
+def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE,
+             what: str = "condition") -> None:
+    """`tests.processes.wait_until` for a loop running in another thread, checked often."""
+    wait_until(condition, what, timeout, interval=0.005)
 
 
 @pytest.fixture

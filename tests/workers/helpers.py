@@ -9,12 +9,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from muxio.bench.runner import terminate
+from tests.processes import wait_until
 
 START_DEADLINE = 120.0
 """Seconds for N interpreters to start on a loaded 2-core host (a deadline, not a wait)."""
@@ -36,12 +36,8 @@ def free_port() -> int:
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0,
              interval: float = 0.02) -> None:
-    """Poll `condition` until true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: still false after {timeout} s")
-        time.sleep(interval)
+    """`tests.processes.wait_until` with the longer deadline N starting workers need."""
+    wait_until(condition, what, timeout, interval)
 
 
 class Supervised:
