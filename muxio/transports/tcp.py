@@ -47,7 +47,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from muxio.errors import PollerError
 from muxio.futures import Future
@@ -669,6 +669,9 @@ def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", por
     return TcpServer(loop, protocol_factory, sockets, accept_retry_delay=accept_retry_delay)
 
 
+TransportT = TypeVar("TransportT")
+
+
 def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Loop,
             timeout: float | None = None) -> Future[tuple[TcpTransport, Protocol]]:
     """Open a connection; the future gives (transport, protocol) or the connect error
@@ -681,7 +684,18 @@ def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Lo
         if completion_port(loop) is not None:
             return uring_tcp.connect(protocol_factory, host, port, loop=loop,
                                      timeout=timeout)
-    future: Future[tuple[TcpTransport, Protocol]] = Future(loop)
+    return connect_socket(protocol_factory, host, port, loop=loop, timeout=timeout,
+                          transport=lambda sock, protocol: TcpTransport(loop, sock, protocol))
+
+
+def connect_socket(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Loop,
+                   timeout: float | None,
+                   transport: Callable[[socket.socket, Protocol], TransportT],
+                   ) -> Future[tuple[TransportT, Protocol]]:
+    """The non-blocking connect every TCP transport shares: resolve, connect, wait for
+    writability (bounded by `timeout`), then `transport(sock, protocol)` makes the
+    connection's transport (the readiness one, or io_uring's completion one)."""
+    future: Future[tuple[TransportT, Protocol]] = Future(loop)
     try:
         family, kind, proto, _name, address = socket.getaddrinfo(
             host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)[0]
@@ -711,12 +725,12 @@ def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Lo
             future.set_exception(exc)
             return
         try:
-            transport = TcpTransport(loop, sock, protocol)
+            made = transport(sock, protocol)
         except PollerError as exc:
             sock.close()
             future.set_exception(exc)
             return
-        future.set_result((transport, protocol))
+        future.set_result((made, protocol))
 
     def connected() -> None:
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

@@ -42,7 +42,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from muxio.futures import Future
-from muxio.loop import Loop, TimerHandle
+from muxio.loop import Loop
 from muxio.pollers.uring_buffers import bytes_address
 from muxio.pollers.uring_ring import IORING_CQE_BUFFER_SHIFT, IORING_CQE_F_MORE
 from muxio.protocols import Protocol, ProtocolFactory
@@ -494,53 +494,9 @@ def connect(protocol_factory: ProtocolFactory, host: str, port: int, *, loop: Lo
     completions = completion_port(loop)
     if completions is None:
         return tcp.connect(protocol_factory, host, port, loop=loop, timeout=timeout)
-    future: Future[tuple[Any, Protocol]] = Future(loop)
-    try:
-        family, kind, proto, _name, address = socket.getaddrinfo(
-            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)[0]
-    except OSError as exc:
-        future.set_exception(exc)
-        return future
-    sock = socket.socket(family, kind, proto)
-    sock.setblocking(False)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    fd = sock.fileno()
-    timer: TimerHandle | None = None
-
-    def finish(error: Exception | None) -> None:
-        loop.remove_writer(fd)
-        if timer is not None:
-            timer.cancel()
-        if future.done():
-            return
-        if error is not None:
-            sock.close()
-            future.set_exception(error)
-            return
-        try:
-            protocol = protocol_factory()
-        except Exception as exc:
-            sock.close()
-            future.set_exception(exc)
-            return
-        future.set_result((UringTcpTransport(loop, sock, protocol, completions), protocol))
-
-    def connected() -> None:
-        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        finish(_os_error(code, f"connect to {host}:{port}") if code else None)
-
-    code = sock.connect_ex(address)
-    if code == 0:
-        loop.call_soon(finish, None)
-    elif code in (errno.EINPROGRESS, errno.EAGAIN):
-        loop.add_writer(fd, connected)
-        if timeout is not None:
-            timer = loop.call_later(timeout, finish, TimeoutError(
-                f"connect to {host}:{port} timed out after {timeout} s"))
-    else:
-        sock.close()
-        future.set_exception(_os_error(code, f"connect to {host}:{port}"))
-    return future
+    return tcp.connect_socket(
+        protocol_factory, host, port, loop=loop, timeout=timeout,
+        transport=lambda sock, protocol: UringTcpTransport(loop, sock, protocol, completions))
 
 
 _ERRNO_CLASSES: dict[int, type[OSError]] = {
