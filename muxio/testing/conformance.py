@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -41,6 +42,13 @@ class StreamTransportConformance(ABC):
 
     @pytest.fixture
     def pair_factory(self, loop: Loop) -> Iterator[Callable[..., RecordingPair]]:
+        with self.pairs_on(loop) as open_pair:
+            yield open_pair
+
+    @contextmanager
+    def pairs_on(self, loop: Loop) -> Iterator[Callable[..., RecordingPair]]:
+        """`open_pair(keep_open_on_eof=...)` on `loop`; every pair made is cleaned up at
+        the end. A subclass that runs on a loop of its own builds its pair_factory on it."""
         cleanups: list[Cleanup] = []
 
         def open_pair(*, keep_open_on_eof: bool = False) -> RecordingPair:
@@ -58,6 +66,18 @@ class StreamTransportConformance(ABC):
         finally:
             for cleanup in cleanups:
                 cleanup()
+
+    @contextmanager
+    def pairs_on_backend(self, backend: str) -> Iterator[Callable[..., RecordingPair]]:
+        """`pairs_on` a new loop of `backend`, drained and closed at the end."""
+        loop = Loop(backend)
+        try:
+            with self.pairs_on(loop) as open_pair:
+                yield open_pair
+        finally:
+            for _ in range(5):
+                loop.run_once(0)  # let closed transports release their sockets
+            loop.close()
 
     # -- the tests -----------------------------------------------------------------------
 

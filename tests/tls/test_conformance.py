@@ -15,7 +15,6 @@ from muxio.loop import Loop
 from muxio.protocols import Protocol, Transport
 from muxio.testing.conformance import (
     Cleanup,
-    RecordingProtocol,
     StreamPair,
     StreamTransportConformance,
 )
@@ -42,27 +41,8 @@ class TlsConformance(StreamTransportConformance):
     def pair_factory(self, tls_backend: str) -> Iterator[Callable[..., StreamPair]]:
         """As the suite's own, on `tls_backend` (this module's matrix, not the global
         one: see the module's docstring)."""
-        loop = Loop(tls_backend)
-        cleanups: list[Cleanup] = []
-
-        def open_pair(*, keep_open_on_eof: bool = False) -> StreamPair:
-            client = RecordingProtocol(keep_open_on_eof=keep_open_on_eof)
-            server = RecordingProtocol(keep_open_on_eof=keep_open_on_eof)
-            client_transport, server_transport, cleanup = self.make_pair(loop, client, server)
-            cleanups.append(cleanup)
-            pair = StreamPair(loop, client, server, client_transport, server_transport,
-                              self.timeout)
-            pair.run_until(lambda: bool(client.events and server.events))
-            return pair
-
-        try:
+        with self.pairs_on_backend(tls_backend) as open_pair:
             yield open_pair
-        finally:
-            for cleanup in cleanups:
-                cleanup()
-            for _ in range(5):
-                loop.run_once(0)
-            loop.close()
 
     def test_half_close(self, pair_factory: Any) -> None:
         """Replaced: write_eof is refused with a clear error, and the transport stays

@@ -33,27 +33,8 @@ class TestUringTcpConformance(StreamTransportConformance):
     @pytest.fixture
     def pair_factory(self) -> Iterator[Callable[..., StreamPair]]:
         """The suite's own fixture, on a loop of the uring backend only."""
-        loop = Loop("uring")
-        cleanups: list[Cleanup] = []
-
-        def open_pair(*, keep_open_on_eof: bool = False) -> StreamPair:
-            client = RecordingProtocol(keep_open_on_eof=keep_open_on_eof)
-            server = RecordingProtocol(keep_open_on_eof=keep_open_on_eof)
-            client_transport, server_transport, cleanup = self.make_pair(loop, client, server)
-            cleanups.append(cleanup)
-            pair = StreamPair(loop, client, server, client_transport, server_transport,
-                              self.timeout)
-            pair.run_until(lambda: bool(client.events and server.events))
-            return pair
-
-        try:
+        with self.pairs_on_backend("uring") as open_pair:
             yield open_pair
-        finally:
-            for cleanup in cleanups:
-                cleanup()
-            for _ in range(5):
-                loop.run_once(0)
-            loop.close()
 
     def make_pair(self, loop: Loop, client: Protocol,
                   server: Protocol) -> tuple[Transport, Transport, Cleanup]:
