@@ -47,13 +47,13 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from muxio.errors import PollerError
 from muxio.futures import Future
 from muxio.loop import Loop, TimerHandle
 from muxio.pollers.base import HUP, RDHUP
-from muxio.protocols import Protocol, ProtocolFactory
+from muxio.protocols import Protocol, ProtocolFactory, Transport
 from muxio.transports.flow import water_marks
 from muxio.transports.lifecycle import TransportLifecycle, release_socket
 
@@ -448,7 +448,49 @@ class TcpTransport(TransportLifecycle):
             self._server = None
 
 
-class TcpServer:
+ConnectionT = TypeVar("ConnectionT", bound=Transport)
+
+
+class ListeningServer(Generic[ConnectionT]):
+    """What every TCP server shares, whatever drives its accepts (readiness or io_uring
+    completions): its sockets and addresses, its live connections, and closing them."""
+
+    sockets: list[socket.socket]
+    connections: set[ConnectionT]
+    _closed: bool
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [sock.getsockname()[:2] for sock in self.sockets]
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
+
+    def _attach(self, transport: ConnectionT) -> None:
+        self.connections.add(transport)
+
+    def _detach(self, transport: ConnectionT) -> None:
+        self.connections.discard(transport)
+
+    def close_clients(self) -> None:
+        """Close every connection gracefully (buffered data is still sent)."""
+        for transport in list(self.connections):
+            transport.close()
+
+    def abort_clients(self) -> None:
+        for transport in list(self.connections):
+            transport.abort()
+
+    def is_serving(self) -> bool:
+        return not self._closed
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.addresses} {len(self.connections)} "
+                f"connections>")
+
+
+class TcpServer(ListeningServer[TcpTransport]):
     """Listening sockets that accept connections and give each a fresh protocol."""
 
     def __init__(self, loop: Loop, protocol_factory: ProtocolFactory,
@@ -469,14 +511,6 @@ class TcpServer:
         self._edge = loop.edge_triggered
         for sock in sockets:
             loop.add_reader(sock.fileno(), self._accept_ready, sock)
-
-    @property
-    def addresses(self) -> list[tuple[str, int]]:
-        return [sock.getsockname()[:2] for sock in self.sockets]
-
-    @property
-    def port(self) -> int:
-        return int(self.sockets[0].getsockname()[1])
 
     def _accept_ready(self, listener: socket.socket) -> None:
         if self._closed:
@@ -552,12 +586,6 @@ class TcpServer:
             self._socknames[address] = address
         return address
 
-    def _attach(self, transport: TcpTransport) -> None:
-        self.connections.add(transport)
-
-    def _detach(self, transport: TcpTransport) -> None:
-        self.connections.discard(transport)
-
     def accept_queued(self, max_rounds: int = 64) -> None:
         """Accept the connections the kernel has already completed, at most `max_rounds`
         batches per listener. Call it right before `close()` for a graceful stop: closing
@@ -580,21 +608,6 @@ class TcpServer:
             if not self._loop.is_closed():
                 self._loop.remove_reader(sock.fileno())
             sock.close()
-
-    def close_clients(self) -> None:
-        """Close every connection gracefully (buffered data is still sent)."""
-        for transport in list(self.connections):
-            transport.close()
-
-    def abort_clients(self) -> None:
-        for transport in list(self.connections):
-            transport.abort()
-
-    def is_serving(self) -> bool:
-        return not self._closed
-
-    def __repr__(self) -> str:
-        return f"<TcpServer {self.addresses} {len(self.connections)} connections>"
 
 
 def listen_addresses(host: str | None, port: int,

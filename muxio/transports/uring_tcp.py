@@ -355,7 +355,7 @@ class UringTcpTransport(TransportLifecycle):
             self._server = None
 
 
-class UringTcpServer:
+class UringTcpServer(tcp.ListeningServer[UringTcpTransport]):
     """Listening sockets with a multishot ACCEPT each; a transport per connection."""
 
     def __init__(self, loop: Loop, protocol_factory: ProtocolFactory,
@@ -373,14 +373,6 @@ class UringTcpServer:
         self._out_of_resources = False  # logged once per episode, until an accept works
         for sock in sockets:
             self._arm_accept(sock)
-
-    @property
-    def addresses(self) -> list[tuple[str, int]]:
-        return [sock.getsockname()[:2] for sock in self.sockets]
-
-    @property
-    def port(self) -> int:
-        return int(self.sockets[0].getsockname()[1])
 
     def _arm_accept(self, listener: socket.socket) -> None:
         user_data = 0
@@ -440,12 +432,6 @@ class UringTcpServer:
             return
         UringTcpTransport(self._loop, conn, protocol, self._port, self)
 
-    def _attach(self, transport: UringTcpTransport) -> None:
-        self.connections.add(transport)
-
-    def _detach(self, transport: UringTcpTransport) -> None:
-        self.connections.discard(transport)
-
     def close(self) -> None:
         """Stop listening; established connections go on (see close_clients)."""
         if self._closed:
@@ -458,20 +444,6 @@ class UringTcpServer:
             self._port.submit_now()
         for sock in self.sockets:
             sock.close()
-
-    def close_clients(self) -> None:
-        for transport in list(self.connections):
-            transport.close()
-
-    def abort_clients(self) -> None:
-        for transport in list(self.connections):
-            transport.abort()
-
-    def is_serving(self) -> bool:
-        return not self._closed
-
-    def __repr__(self) -> str:
-        return f"<UringTcpServer {self.addresses} {len(self.connections)} connections>"
 
 
 def serve(protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0,
